@@ -1,0 +1,1 @@
+//! Restormer building blocks.

@@ -1,0 +1,1 @@
+//! Image I/O, datasets, crops and flips, batching.

@@ -1,0 +1,1 @@
+//! Synthetic degradations: noise, rain, haze, blur, low light, JPEG.
