@@ -6,8 +6,13 @@
 pub mod backbone;
 pub mod data;
 pub mod degrade;
+mod device;
 mod error;
 pub mod model;
 pub mod prompt;
+mod weights;
+
+pub use device::{available_backends, device_from_name};
+pub use weights::WeightsFormat;
 
 pub use error::{Error, Result};

@@ -1,1 +1,66 @@
-//! Restormer building blocks.
+//! Restormer building blocks, as used by PromptIR's U-shaped backbone.
+//!
+//! Every block follows burn's rhythm: a `XConfig` (serde, documented defaults) whose
+//! `init(&device)` builds the module `X`, whose `forward` documents its tensor shapes.
+//! Field names mirror the official PyTorch attribute names, so checkpoints import with a
+//! handful of key remappings.
+
+mod attention;
+mod feed_forward;
+mod layer_norm;
+mod patch_embed;
+mod resize;
+mod sampling;
+mod transformer_block;
+
+pub(crate) use attention::l2_normalize_last;
+pub use attention::{Attention, AttentionConfig};
+pub use feed_forward::{FeedForward, FeedForwardConfig};
+pub use layer_norm::{ChannelLayerNorm, ChannelLayerNormConfig, LayerNormType};
+pub use patch_embed::{OverlapPatchEmbed, OverlapPatchEmbedConfig};
+pub use resize::resize_bilinear;
+pub use sampling::{Downsample, DownsampleConfig, Upsample, UpsampleConfig};
+pub use transformer_block::{TransformerBlock, TransformerBlockConfig};
+
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::prelude::*;
+
+/// A `k×k` convolution with "same" zero padding (k odd), as PyTorch's `padding=k/2`.
+pub(crate) fn conv(c_in: usize, c_out: usize, k: usize, bias: bool, device: &Device) -> Conv2d {
+    let p = k / 2;
+    Conv2dConfig::new([c_in, c_out], [k, k])
+        .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+        .with_bias(bias)
+        .init(device)
+}
+
+/// A depthwise 3×3 convolution over `channels` with zero padding 1.
+pub(crate) fn depthwise3x3(channels: usize, bias: bool, device: &Device) -> Conv2d {
+    Conv2dConfig::new([channels, channels], [3, 3])
+        .with_groups(channels)
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .with_bias(bias)
+        .init(device)
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    use burn::prelude::*;
+
+    /// The device unit tests run on.
+    pub fn device() -> Device {
+        Device::flex()
+    }
+
+    /// Max |a − b| over two tensors of equal shape.
+    pub fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        assert_eq!(a.dims(), b.dims(), "shapes differ");
+        (a - b).abs().max().into_scalar::<f32>()
+    }
+
+    /// A tensor from a flat vector.
+    pub fn tensor<const D: usize>(v: Vec<f32>, shape: [usize; D], device: &Device) -> Tensor<D> {
+        Tensor::from_data(TensorData::new(v, shape), device)
+    }
+}

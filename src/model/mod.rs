@@ -1,1 +1,10 @@
-//! The all-in-one network.
+//! The all-in-one network: a 4-level U-shaped Restormer whose three prompt sites take
+//! PromptIR's static prompt, the DPPD prompt module, or nothing.
+
+mod config;
+mod inference;
+mod network;
+
+pub use config::{PromptIrConfig, PromptSiteConfig, RestorerConfig};
+pub use inference::{DegradationPrediction, UncertainRestoration};
+pub use network::{Restorer, RestorerOutput, SiteOutput};

@@ -1,0 +1,150 @@
+//! MDTA: Restormer's multi-Dconv-head transposed attention.
+
+use burn::module::Param;
+use burn::nn::conv::Conv2d;
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+
+use super::{conv, depthwise3x3};
+
+/// Configuration of an [`Attention`] block.
+#[derive(Config, Debug)]
+pub struct AttentionConfig {
+    /// Channels in and out.
+    pub dim: usize,
+    /// Number of heads; must divide `dim`.
+    pub heads: usize,
+    /// Whether the convolutions have biases (PromptIR: false).
+    #[config(default = false)]
+    pub bias: bool,
+}
+
+/// Attention across channels: per head, a `(C/heads)×(C/heads)` attention map computed from
+/// L2-normalised queries and keys over all pixels, scaled by a learned temperature.
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// Learned scale of the attention logits, one per head. Shape `[heads, 1, 1]`.
+    pub temperature: Param<Tensor<3>>,
+    /// 1×1 convolution `C → 3C`.
+    pub qkv: Conv2d,
+    /// Depthwise 3×3 convolution over the `3C` channels.
+    pub qkv_dwconv: Conv2d,
+    /// 1×1 convolution `C → C`.
+    pub project_out: Conv2d,
+    heads: usize,
+}
+
+impl AttentionConfig {
+    /// Builds the block (temperature initialised to ones, as in PyTorch).
+    pub fn init(&self, device: &Device) -> Attention {
+        assert!(
+            self.heads > 0 && self.dim % self.heads == 0,
+            "attention heads ({}) must divide the channel count ({})",
+            self.heads,
+            self.dim
+        );
+        Attention {
+            temperature: Param::from_tensor(Tensor::ones([self.heads, 1, 1], device)),
+            qkv: conv(self.dim, self.dim * 3, 1, self.bias, device),
+            qkv_dwconv: depthwise3x3(self.dim * 3, self.bias, device),
+            project_out: conv(self.dim, self.dim, 1, self.bias, device),
+            heads: self.heads,
+        }
+    }
+}
+
+/// `F.normalize(x, dim=-1)`: divides by the L2 norm along the last axis, at least 1e-12.
+pub(crate) fn l2_normalize_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let norm = x.clone().square().sum_dim(D - 1).sqrt().clamp_min(1e-12);
+    x / norm
+}
+
+impl Attention {
+    /// # Shapes
+    /// - input `[B, C, H, W]`
+    /// - output `[B, C, H, W]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, c, h, w] = x.dims();
+        let qkv = self.qkv_dwconv.forward(self.qkv.forward(x));
+        let mut parts = qkv.chunk(3, 1).into_iter();
+        let hd = c / self.heads;
+        let mut heads = || parts.next().unwrap().reshape([b, self.heads, hd, h * w]);
+        let (q, k, v) = (heads(), heads(), heads());
+        let q = l2_normalize_last(q);
+        let k = l2_normalize_last(k);
+        let logits = q.matmul(k.swap_dims(2, 3)) * self.temperature.val().unsqueeze::<4>();
+        let out = softmax(logits, 3).matmul(v).reshape([b, c, h, w]);
+        self.project_out.forward(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backbone::test_util::{device, max_abs_diff, tensor};
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn normalize_matches_definition() {
+        let d = device();
+        let x = tensor(vec![3.0, 4.0, 0.0, 0.0], [2, 2], &d);
+        let y = l2_normalize_last(x);
+        assert!(max_abs_diff(y, tensor(vec![0.6, 0.8, 0.0, 0.0], [2, 2], &d)) < 1e-7);
+    }
+
+    /// With one channel per head the attention map is 1×1, so softmax gives exactly 1 and the
+    /// output is `project_out(v)` whatever q, k and the temperature are.
+    #[test]
+    fn single_channel_heads_pass_values_through() {
+        let d = device();
+        let att = AttentionConfig::new(4, 4).init(&d);
+        let x = Tensor::<4>::random([2, 4, 5, 3], Distribution::Normal(0.0, 1.0), &d);
+        let qkv = att.qkv_dwconv.forward(att.qkv.forward(x.clone()));
+        let v = qkv.narrow(1, 8, 4);
+        let expect = att.project_out.forward(v);
+        assert!(max_abs_diff(att.forward(x), expect) < 1e-5);
+    }
+
+    /// Against a direct loop implementation of the same formula on a small case.
+    #[test]
+    fn matches_a_direct_computation() {
+        let d = device();
+        let (b, c, heads, h, w) = (1, 4, 2, 3, 2);
+        let mut att = AttentionConfig::new(c, heads).init(&d);
+        att.temperature = Param::from_tensor(tensor(vec![0.7, 1.9], [heads, 1, 1], &d));
+        let x = Tensor::<4>::random([b, c, h, w], Distribution::Normal(0.0, 1.0), &d);
+        let qkv: Vec<f32> = att
+            .qkv_dwconv
+            .forward(att.qkv.forward(x.clone()))
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let n = h * w;
+        let hd = c / heads;
+        let at = |t: usize, ch: usize, p: usize| qkv[(t * c + ch) * n + p];
+        let mut out = vec![0.0f32; c * n];
+        for head in 0..heads {
+            let temp = [0.7f32, 1.9][head];
+            let norm =
+                |t: usize, ch: usize| (0..n).map(|p| at(t, ch, p).powi(2)).sum::<f32>().sqrt();
+            for i in 0..hd {
+                let qi = head * hd + i;
+                let logits: Vec<f32> = (0..hd)
+                    .map(|j| {
+                        let kj = head * hd + j;
+                        let dot: f32 = (0..n).map(|p| at(0, qi, p) * at(1, kj, p)).sum();
+                        dot / (norm(0, qi) * norm(1, kj)) * temp
+                    })
+                    .collect();
+                let m = logits.iter().cloned().fold(f32::MIN, f32::max);
+                let e: Vec<f32> = logits.iter().map(|l| (l - m).exp()).collect();
+                let s: f32 = e.iter().sum();
+                for p in 0..n {
+                    out[qi * n + p] = (0..hd).map(|j| e[j] / s * at(2, head * hd + j, p)).sum();
+                }
+            }
+        }
+        let expect = att.project_out.forward(tensor(out, [b, c, h, w], &d));
+        assert!(max_abs_diff(att.forward(x), expect) < 1e-5);
+    }
+}

@@ -1,0 +1,62 @@
+//! Choosing a burn device by name, for programs that let their users pick the backend.
+
+use burn::prelude::*;
+
+use crate::{Error, Result};
+
+/// The backends this build of the crate can run on (its enabled cargo features), CPU first.
+pub fn available_backends() -> Vec<&'static str> {
+    #[allow(unused_mut)]
+    let mut v = Vec::new();
+    #[cfg(feature = "flex")]
+    v.push("flex");
+    #[cfg(feature = "ndarray")]
+    v.push("ndarray");
+    #[cfg(feature = "wgpu")]
+    v.push("wgpu");
+    #[cfg(feature = "cuda")]
+    v.push("cuda");
+    v
+}
+
+/// The device for a backend name: `flex`, `ndarray`, `wgpu` (default adapter), `cuda` or
+/// `cuda:N`. An error names the backends this build has when the name is unknown or its
+/// cargo feature is not enabled.
+pub fn device_from_name(name: &str) -> Result<Device> {
+    let unknown = || {
+        Error::Config(format!(
+            "backend {name:?} is not available in this build; available: {} \
+             (enable others with the cargo features flex, ndarray, wgpu, cuda)",
+            available_backends().join(", ")
+        ))
+    };
+    match name {
+        #[cfg(feature = "flex")]
+        "flex" | "cpu" => Ok(Device::flex()),
+        #[cfg(feature = "ndarray")]
+        #[allow(deprecated)]
+        "ndarray" => Ok(Device::ndarray()),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Device::cuda(0)),
+        #[cfg(feature = "cuda")]
+        n if n.starts_with("cuda:") => {
+            let i: usize = n[5..].parse().map_err(|_| unknown())?;
+            Ok(Device::cuda(i))
+        }
+        _ => Err(unknown()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_names_resolve_and_unknown_ones_list_the_alternatives() {
+        assert!(device_from_name("flex").is_ok());
+        let err = device_from_name("tpu").unwrap_err().to_string();
+        assert!(err.contains("\"tpu\"") && err.contains("flex"), "{err}");
+    }
+}

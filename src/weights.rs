@@ -1,0 +1,325 @@
+//! Loading and saving weights: PromptIR's PyTorch checkpoints (Lightning `.ckpt`, plain
+//! `.pth`), safetensors with PromptIR's key names, and burn's native `.bpk`.
+//!
+//! Every load is strict: a missing, unexpected or wrong-shaped tensor is an error that names
+//! the keys. The only tolerated extras are the modules PromptIR creates but never runs
+//! (`chnl_reduce1/2/3`, `reduce_noise_channel_1/2/3`). Every save is atomic: the file is
+//! written under a temporary name and renamed, so an existing file is never left half-written.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn::store::{
+    ApplyResult, BurnToPyTorchAdapter, BurnpackStore, ModuleSnapshot, PyTorchToBurnAdapter,
+    PytorchStore, SafetensorsStore,
+};
+
+use crate::model::{PromptIrConfig, Restorer, RestorerConfig};
+use crate::{Error, Result};
+
+/// PromptIR keys of modules that exist in its state dict but never run.
+fn is_unused_promptir_key(key: &str) -> bool {
+    let head = key.split('.').next().unwrap_or("");
+    head.starts_with("chnl_reduce") || head.starts_with("reduce_noise_channel_")
+}
+
+/// Metadata key holding the [`RestorerConfig`] JSON in files this crate writes.
+const CONFIG_KEY: &str = "dppd_config";
+
+/// The on-disk formats this crate reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightsFormat {
+    /// PyTorch pickle/zip: a Lightning `.ckpt` (`state_dict`, keys prefixed `net.`) or a
+    /// plain state dict (`.pth`, `.pt`).
+    Pytorch,
+    /// safetensors with PromptIR's key names.
+    Safetensors,
+    /// burn's native burnpack.
+    Burnpack,
+}
+
+impl WeightsFormat {
+    /// Guesses the format from the file extension.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("ckpt" | "pth" | "pt" | "bin") => Ok(Self::Pytorch),
+            Some("safetensors") => Ok(Self::Safetensors),
+            Some("bpk") => Ok(Self::Burnpack),
+            _ => Err(weights_err(
+                path,
+                "unknown weights format: expected .ckpt, .pth, .pt, .safetensors or .bpk".into(),
+            )),
+        }
+    }
+}
+
+fn weights_err(path: &Path, reason: String) -> Error {
+    Error::Weights {
+        path: path.into(),
+        reason,
+    }
+}
+
+fn check_exists(path: &Path) -> Result<()> {
+    std::fs::metadata(path)
+        .map(|_| ())
+        .map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })
+}
+
+/// Turns a lenient [`ApplyResult`] into a strict verdict that names every offending key.
+fn verdict(path: &Path, result: &ApplyResult) -> Result<()> {
+    let mut problems = Vec::new();
+    if !result.errors.is_empty() {
+        let list: Vec<String> = result.errors.iter().map(|e| format!("  {e}")).collect();
+        problems.push(format!(
+            "{} tensor(s) do not fit:\n{}",
+            list.len(),
+            list.join("\n")
+        ));
+    }
+    if !result.missing.is_empty() {
+        let list: Vec<String> = result
+            .missing
+            .iter()
+            .map(|(k, _)| format!("  {k}"))
+            .collect();
+        problems.push(format!(
+            "{} tensor(s) missing from the file:\n{}",
+            list.len(),
+            list.join("\n")
+        ));
+    }
+    let unused: Vec<String> = result
+        .unused
+        .iter()
+        .filter(|k| !is_unused_promptir_key(k))
+        .map(|k| format!("  {k}"))
+        .collect();
+    if !unused.is_empty() {
+        problems.push(format!(
+            "{} tensor(s) in the file have no place in the model:\n{}",
+            unused.len(),
+            unused.join("\n")
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(weights_err(
+            path,
+            format!(
+                "checkpoint does not match the model\n{}",
+                problems.join("\n")
+            ),
+        ))
+    }
+}
+
+/// Renames a finished temporary file over `path`.
+fn commit(tmp: &Path, path: &Path) -> Result<()> {
+    std::fs::rename(tmp, path).map_err(|source| {
+        let _ = std::fs::remove_file(tmp);
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    })
+}
+
+/// A temporary sibling of `path` (same directory, so the rename is atomic).
+fn temp_sibling(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// PromptIR's `down*/up*` are `nn.Sequential(conv, PixelShuffle)`: `body.0` is our `conv`.
+const SEQ_FROM: &str = r"^(down\d_\d|up\d_\d)\.body\.0\.";
+const SEQ_TO: &str = "$1.conv.";
+
+impl Restorer {
+    /// Builds a network from `config` and loads weights from `path`, whose format is chosen by
+    /// its extension (see [`WeightsFormat`]).
+    ///
+    /// # Errors
+    /// A missing or unreadable file, an unknown extension, or a checkpoint that does not match
+    /// `config` (the message lists the missing, unexpected and wrong-shaped keys).
+    pub fn load_weights(
+        config: &RestorerConfig,
+        path: impl AsRef<Path>,
+        device: &Device,
+    ) -> Result<Self> {
+        let path = path.as_ref();
+        config.validate()?;
+        check_exists(path)?;
+        let mut model = config.init(device);
+        let result = match WeightsFormat::from_path(path)? {
+            WeightsFormat::Pytorch => {
+                let store = |top: Option<&str>| {
+                    let s = PytorchStore::from_file(path)
+                        .with_key_remapping(r"^(net|module)\.", "")
+                        .with_key_remapping(SEQ_FROM, SEQ_TO)
+                        .allow_partial(true)
+                        .validate(false);
+                    match top {
+                        Some(k) => s.with_top_level_key(k),
+                        None => s,
+                    }
+                };
+                // A Lightning checkpoint nests the weights under `state_dict`.
+                let mut lightning = store(Some("state_dict"));
+                match model.load_from(&mut lightning) {
+                    Ok(r) => r,
+                    Err(_) => model
+                        .load_from(&mut store(None))
+                        .map_err(|e| weights_err(path, e.to_string()))?,
+                }
+            }
+            WeightsFormat::Safetensors => {
+                let mut store = SafetensorsStore::from_file(path)
+                    .with_from_adapter(PyTorchToBurnAdapter)
+                    .with_key_remapping(r"^(net|module)\.", "")
+                    .with_key_remapping(SEQ_FROM, SEQ_TO)
+                    .allow_partial(true)
+                    .validate(false);
+                model
+                    .load_from(&mut store)
+                    .map_err(|e| weights_err(path, e.to_string()))?
+            }
+            WeightsFormat::Burnpack => {
+                let mut store = BurnpackStore::from_file(path)
+                    .auto_extension(false)
+                    .allow_partial(true)
+                    .validate(false);
+                model
+                    .load_from(&mut store)
+                    .map_err(|e| weights_err(path, e.to_string()))?
+            }
+        };
+        verdict(path, &result)?;
+        Ok(model)
+    }
+
+    /// Loads a `.bpk` file written by [`Restorer::save`], which carries its own configuration.
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let path = path.as_ref();
+        check_exists(path)?;
+        let config = Self::config_in_file(path)?.ok_or_else(|| {
+            weights_err(
+                path,
+                "the file holds no dppd configuration; use Restorer::load_weights with a config"
+                    .into(),
+            )
+        })?;
+        Self::load_weights(&config, path, device)
+    }
+
+    /// The [`RestorerConfig`] stored in a `.bpk` or `.safetensors` file written by this crate,
+    /// or the official PromptIR arguments stored under `config` in a safetensors file's
+    /// metadata; `None` if the file holds neither.
+    pub fn config_in_file(path: impl AsRef<Path>) -> Result<Option<RestorerConfig>> {
+        let path = path.as_ref();
+        let json = match WeightsFormat::from_path(path)? {
+            WeightsFormat::Burnpack => {
+                let reader = burn::store::burn_pack::Reader::from_file(path)
+                    .map_err(|e| weights_err(path, format!("not a burnpack file: {e}")))?;
+                reader.metadata().get(CONFIG_KEY).cloned()
+            }
+            WeightsFormat::Safetensors => {
+                let mut meta = safetensors_metadata(path)?;
+                match (meta.remove(CONFIG_KEY), meta.remove("config")) {
+                    (Some(j), _) => Some(j),
+                    // A PromptIR-style file may carry the official constructor arguments.
+                    (None, Some(j)) => {
+                        let official: PromptIrConfig = serde_json::from_str(&j).map_err(|e| {
+                            weights_err(path, format!("stored PromptIR config is invalid: {e}"))
+                        })?;
+                        return official.to_restorer().map(Some);
+                    }
+                    (None, None) => None,
+                }
+            }
+            WeightsFormat::Pytorch => None,
+        };
+        json.map(|j| {
+            serde_json::from_str(&j)
+                .map_err(|e| weights_err(path, format!("stored configuration is invalid: {e}")))
+        })
+        .transpose()
+    }
+
+    /// Saves the weights and the configuration in burn's native format, atomically.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let tmp = temp_sibling(path);
+        let mut store = BurnpackStore::from_file(&tmp)
+            .auto_extension(false)
+            .overwrite(true)
+            .metadata(CONFIG_KEY, self.config_json());
+        self.save_into(&mut store).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            weights_err(path, e.to_string())
+        })?;
+        commit(&tmp, path)
+    }
+
+    /// Saves the weights as safetensors with PromptIR's key names (so PyTorch can load them
+    /// into the official model when the configuration is PromptIR's), atomically. The
+    /// configuration is stored in the file's metadata.
+    pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let tmp = temp_sibling(path);
+        let mut store = SafetensorsStore::from_file(&tmp)
+            .with_to_adapter(BurnToPyTorchAdapter)
+            .with_key_remapping(r"^(down\d_\d|up\d_\d)\.conv\.", "$1.body.0.")
+            .overwrite(true)
+            .metadata(CONFIG_KEY, self.config_json());
+        self.save_into(&mut store).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            weights_err(path, e.to_string())
+        })?;
+        commit(&tmp, path)
+    }
+
+    fn config_json(&self) -> String {
+        serde_json::to_string(self.config()).expect("configs serialise")
+    }
+}
+
+/// The `__metadata__` map of a safetensors file (its header is 8 bytes of length + JSON).
+pub(crate) fn safetensors_metadata(
+    path: &Path,
+) -> Result<std::collections::HashMap<String, String>> {
+    use std::io::Read;
+    let io = |source| Error::Io {
+        path: path.into(),
+        source,
+    };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(io)?;
+    let len = u64::from_le_bytes(len);
+    if len > 100_000_000 {
+        return Err(weights_err(
+            path,
+            "not a safetensors file (header too large)".into(),
+        ));
+    }
+    let mut header = vec![0u8; len as usize];
+    f.read_exact(&mut header).map_err(io)?;
+    let header: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| weights_err(path, format!("not a safetensors file: {e}")))?;
+    Ok(header
+        .get("__metadata__")
+        .and_then(|m| serde_json::from_value(m.clone()).ok())
+        .unwrap_or_default())
+}
