@@ -10,6 +10,7 @@ mod device;
 mod error;
 pub mod model;
 pub mod prompt;
+pub mod train;
 mod weights;
 
 pub use device::{available_backends, device_from_name};
