@@ -361,3 +361,40 @@ fn loader_batches_in_a_seeded_order_independent_of_workers() {
     assert!(it.next().unwrap().is_ok());
     drop(it);
 }
+
+#[test]
+fn the_repository_photographs_and_depth_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/photos");
+    let photo = read_image(dir.join("motorcycle_left.png")).unwrap();
+    assert_eq!((photo.width, photo.height), (741, 500));
+    let depth = read_depth(dir.join("motorcycle_left_depth.png")).unwrap();
+    assert_eq!((depth.width, depth.height), (741, 500));
+    let known: Vec<f32> = depth
+        .data
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    let (lo, hi) = known
+        .iter()
+        .fold((f32::MAX, 0.0f32), |(l, h), &v| (l.min(v), h.max(v)));
+    assert_eq!(
+        (lo, hi),
+        (2110.0, 5017.0),
+        "millimetres, as LICENSES.md states"
+    );
+    let coins = read_image(dir.join("coins.png")).unwrap();
+    assert_eq!(
+        coins.channel(0),
+        coins.channel(2),
+        "grayscale expanded to RGB"
+    );
+    let hopper = read_image(dir.join("grace_hopper.jpg")).unwrap();
+    assert_eq!((hopper.width, hopper.height), (512, 600));
+    let listed = list_images(&dir).unwrap();
+    assert_eq!(
+        listed.len(),
+        7,
+        "depth maps are not photographs: {listed:?}"
+    );
+}

@@ -4,7 +4,7 @@ use crate::{Error, Result};
 
 /// A per-pixel depth map (row-major, `width × height`), in any unit (metres, millimetres,
 /// arbitrary): the haze model only uses relative depth. Non-finite or non-positive values mean
-/// *unknown* and are treated as the farthest known depth.
+/// *unknown*; [`DepthMap::filled`] says how they are filled.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DepthMap {
     /// Width in pixels.
@@ -36,16 +36,64 @@ impl DepthMap {
         v.is_finite() && v > 0.0
     }
 
-    /// Relative depth in `[0, 1]`: `(d − d_min) / (d_max − d_min)` over the known values,
-    /// unknown pixels set to 1 (the far plane). A constant or wholly unknown map gives all 1.
+    /// The map with unknown pixels filled: each takes the *farther* of the nearest known
+    /// depths to its left and right on the same row — the usual stereo hole filling, since
+    /// holes next to an object's edge are background it occludes in the other view. A row
+    /// without any known value takes the largest known depth of the map. A map with no known
+    /// value at all is returned unchanged.
+    pub fn filled(&self) -> Self {
+        let far = self
+            .data
+            .iter()
+            .copied()
+            .filter(|v| Self::known(*v))
+            .fold(f32::NEG_INFINITY, f32::max);
+        if !far.is_finite() {
+            return self.clone();
+        }
+        let w = self.width;
+        let mut data = self.data.clone();
+        for row in data.chunks_mut(w.max(1)) {
+            let mut left = vec![None; row.len()];
+            let mut last = None;
+            for (x, v) in row.iter().enumerate() {
+                if Self::known(*v) {
+                    last = Some(*v);
+                }
+                left[x] = last;
+            }
+            let mut right = None;
+            for x in (0..row.len()).rev() {
+                if Self::known(row[x]) {
+                    right = Some(row[x]);
+                    continue;
+                }
+                row[x] = match (left[x], right) {
+                    (Some(a), Some(b)) => a.max(b),
+                    (Some(a), None) | (None, Some(a)) => a,
+                    (None, None) => far,
+                };
+            }
+        }
+        Self {
+            width: self.width,
+            height: self.height,
+            data,
+        }
+    }
+
+    /// Relative depth in `[0, 1]`: `(d − d_min) / (d_max − d_min)` of the [`filled`](Self::filled)
+    /// map. A constant or wholly unknown map gives all 1 (everything at the far plane).
     pub fn relative(&self) -> Vec<f32> {
+        let filled = self.filled();
         let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-        for &v in self.data.iter().filter(|v| Self::known(**v)) {
+        for &v in filled.data.iter().filter(|v| Self::known(**v)) {
             lo = lo.min(v);
             hi = hi.max(v);
         }
         let span = hi - lo;
-        self.data
+        filled
+            .data
             .iter()
             .map(|&v| {
                 if Self::known(v) && span > 0.0 {
@@ -105,9 +153,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn relative_depth_spans_zero_to_one_and_unknown_is_far() {
+    fn relative_depth_spans_zero_to_one_and_holes_take_the_farther_side() {
         let d = DepthMap::new(4, 1, vec![2.0, 4.0, f32::NAN, 0.0]).unwrap();
         assert_eq!(d.relative(), vec![0.0, 1.0, 1.0, 1.0]);
+        let nan = f32::NAN;
+        let holes = DepthMap::new(
+            6,
+            2,
+            vec![nan, 3.0, nan, nan, 5.0, 4.0, nan, nan, nan, nan, nan, nan],
+        )
+        .unwrap()
+        .filled();
+        assert_eq!(holes.data[..6], [3.0, 3.0, 5.0, 5.0, 5.0, 4.0]);
+        assert_eq!(
+            holes.data[6..],
+            [5.0; 6],
+            "an empty row takes the farthest depth"
+        );
+        assert!(DepthMap::new(1, 1, vec![nan]).unwrap().relative() == vec![1.0]);
         let r = DepthMap::new(2, 2, vec![1.0, 2.0, 3.0, 4.0])
             .unwrap()
             .resized(4, 4);

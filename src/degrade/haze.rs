@@ -10,8 +10,9 @@ use crate::data::Image;
 /// depth, `A` a grey airlight and `β` the scattering coefficient per unit of relative depth.
 ///
 /// - With a depth map ([`Haze::apply_with_depth`]): `d = (D − D_min)/(D_max − D_min)`
-///   ([`DepthMap::relative`]; unknown pixels are far, `d = 1`). A map of another size is
-///   resampled to the image (nearest neighbour).
+///   ([`DepthMap::relative`]; unknown pixels filled by [`DepthMap::filled`]: the farther of
+///   their nearest known row neighbours). A map of another size is resampled to the image
+///   (nearest neighbour).
 /// - Without one, the depth proxy [`depth_proxy`] is used.
 ///
 /// Ranges: `β ~ U(beta)`, `A ~ U(airlight)` per image. The defaults `β ∈ [0.8, 2.8]` and
