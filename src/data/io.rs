@@ -410,6 +410,15 @@ mod tests {
         fs::write(&cutj, &jpg[..jpg.len() * 2 / 3]).unwrap();
         let r = reason(read_image(&cutj).unwrap_err());
         assert!(r.contains("truncated JPEG"), "{r}");
+        // damaged (not shortened) image data
+        let mut bad = png.clone();
+        let mid = bad.len() / 2;
+        bad[mid..mid + 16].iter_mut().for_each(|b| *b ^= 0xA5);
+        let badp = dir.0.join("bad.png");
+        fs::write(&badp, &bad).unwrap();
+        let r = reason(read_image(&badp).unwrap_err());
+        assert!(r.starts_with("corrupt PNG data"), "{r}");
+
         // the intact JPEG loads
         fs::write(&cutj, &jpg).unwrap();
         assert_eq!(read_image(&cutj).unwrap().width, 64);
