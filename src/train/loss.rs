@@ -58,12 +58,8 @@ pub fn restoration_loss(
     let l1 = (out.image.clone() - clean).abs().mean();
     let mut total = l1.clone() * weights.l1;
     let n = out.sites.len();
-    let mean_over_sites = |terms: Vec<Tensor<1>>| {
-        terms
-            .into_iter()
-            .reduce(|a, b| a + b)
-            .map(|s| s / n as f64)
-    };
+    let mean_over_sites =
+        |terms: Vec<Tensor<1>>| terms.into_iter().reduce(|a, b| a + b).map(|s| s / n as f64);
     let dpa_ce = match &labels {
         Some(labels) if n > 0 => {
             let ce = CrossEntropyLossConfig::new().init(&labels.device());
