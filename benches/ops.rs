@@ -1,0 +1,100 @@
+//! Per-operation timings of the network's building blocks at full resolution, to see where a
+//! forward pass spends its time.
+//!
+//! ```text
+//! cargo bench --bench ops -- [--size 256] [--runs 5] [--backend flex]
+//! ```
+
+use std::time::Instant;
+
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use dppd::backbone::{
+    AttentionConfig, ChannelLayerNormConfig, FeedForwardConfig, TransformerBlockConfig,
+};
+
+fn median(mut f: impl FnMut(), runs: usize) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..runs)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut size = 256usize;
+    let mut runs = 5usize;
+    let mut backend = "flex".to_string();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--size" => size = it.next().unwrap().parse().unwrap(),
+            "--runs" => runs = it.next().unwrap().parse().unwrap(),
+            "--backend" => backend = it.next().unwrap().clone(),
+            "--bench" => {}
+            o => panic!("unknown option {o}"),
+        }
+    }
+    let d = dppd::device_from_name(&backend).unwrap();
+    println!("{backend}, {size}×{size}, median of {runs} after 1 warm-up (ms)");
+    for c in [48usize, 96] {
+        let x = Tensor::<4>::random([1, c, size, size], Distribution::Normal(0.0, 1.0), &d);
+        let sync = |t: Tensor<4>| {
+            let _ = t.into_data();
+        };
+        let ln = ChannelLayerNormConfig::new(c).init(&d);
+        let att = AttentionConfig::new(c, 1).init(&d);
+        let ffn = FeedForwardConfig::new(c).init(&d);
+        let tb = TransformerBlockConfig::new(c, 1).init(&d);
+        let ms = |v: f64| v * 1e3;
+        println!("C = {c}");
+        println!(
+            "  layer norm        {:8.1}",
+            ms(median(|| sync(ln.forward(x.clone())), runs))
+        );
+        println!(
+            "  attention (MDTA)  {:8.1}",
+            ms(median(|| sync(att.forward(x.clone())), runs))
+        );
+        println!(
+            "    qkv 1×1         {:8.1}",
+            ms(median(|| sync(att.qkv.forward(x.clone())), runs))
+        );
+        println!(
+            "    qkv as matmul   {:8.1}",
+            ms(median(|| sync(pointwise(&att.qkv, x.clone())), runs))
+        );
+        let qkv = att.qkv.forward(x.clone());
+        println!(
+            "    qkv dw 3×3      {:8.1}",
+            ms(median(|| sync(att.qkv_dwconv.forward(qkv.clone())), runs))
+        );
+        println!(
+            "  feed-forward      {:8.1}",
+            ms(median(|| sync(ffn.forward(x.clone())), runs))
+        );
+        println!(
+            "    project_in 1×1  {:8.1}",
+            ms(median(|| sync(ffn.project_in.forward(x.clone())), runs))
+        );
+        println!(
+            "    project_in mm   {:8.1}",
+            ms(median(|| sync(pointwise(&ffn.project_in, x.clone())), runs))
+        );
+        let h = ffn.project_in.forward(x.clone());
+        println!(
+            "    dw 3×3          {:8.1}",
+            ms(median(|| sync(ffn.dwconv.forward(h.clone())), runs))
+        );
+        println!(
+            "  transformer block {:8.1}",
+            ms(median(|| sync(tb.forward(x.clone())), runs))
+        );
+    }
+}
