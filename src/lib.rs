@@ -3,6 +3,7 @@
 //! One model removes noise, rain and haze from a photograph without being told which.
 //! See the README for an overview.
 
+mod atomic;
 pub mod backbone;
 pub mod data;
 pub mod degrade;
@@ -10,6 +11,8 @@ mod device;
 mod error;
 pub mod model;
 pub mod prompt;
+#[cfg(test)]
+mod test_util;
 pub mod train;
 mod weights;
 

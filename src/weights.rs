@@ -6,7 +6,7 @@
 //! (`chnl_reduce1/2/3`, `reduce_noise_channel_1/2/3`). Every save is atomic: the file is
 //! written under a temporary name and renamed, so an existing file is never left half-written.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::prelude::*;
 use burn::store::{
@@ -120,26 +120,6 @@ fn verdict(path: &Path, result: &ApplyResult) -> Result<()> {
             ),
         ))
     }
-}
-
-/// Renames a finished temporary file over `path`.
-fn commit(tmp: &Path, path: &Path) -> Result<()> {
-    std::fs::rename(tmp, path).map_err(|source| {
-        let _ = std::fs::remove_file(tmp);
-        Error::Io {
-            path: path.into(),
-            source,
-        }
-    })
-}
-
-/// A temporary sibling of `path` (same directory, so the rename is atomic).
-fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
 /// PromptIR's `down*/up*` are `nn.Sequential(conv, PixelShuffle)`: `body.0` is our `conv`.
@@ -260,16 +240,14 @@ impl Restorer {
     /// Saves the weights and the configuration in burn's native format, atomically.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let tmp = temp_sibling(path);
-        let mut store = BurnpackStore::from_file(&tmp)
-            .auto_extension(false)
-            .overwrite(true)
-            .metadata(CONFIG_KEY, self.config_json());
-        self.save_into(&mut store).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            weights_err(path, e.to_string())
-        })?;
-        commit(&tmp, path)
+        crate::atomic::replace_with(path, |tmp| {
+            let mut store = BurnpackStore::from_file(tmp)
+                .auto_extension(false)
+                .overwrite(true)
+                .metadata(CONFIG_KEY, self.config_json());
+            self.save_into(&mut store)
+                .map_err(|e| weights_err(path, e.to_string()))
+        })
     }
 
     /// Saves the weights as safetensors with PromptIR's key names (so PyTorch can load them
@@ -277,17 +255,15 @@ impl Restorer {
     /// configuration is stored in the file's metadata.
     pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let tmp = temp_sibling(path);
-        let mut store = SafetensorsStore::from_file(&tmp)
-            .with_to_adapter(BurnToPyTorchAdapter)
-            .with_key_remapping(r"^(down\d_\d|up\d_\d)\.conv\.", "$1.body.0.")
-            .overwrite(true)
-            .metadata(CONFIG_KEY, self.config_json());
-        self.save_into(&mut store).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            weights_err(path, e.to_string())
-        })?;
-        commit(&tmp, path)
+        crate::atomic::replace_with(path, |tmp| {
+            let mut store = SafetensorsStore::from_file(tmp)
+                .with_to_adapter(BurnToPyTorchAdapter)
+                .with_key_remapping(r"^(down\d_\d|up\d_\d)\.conv\.", "$1.body.0.")
+                .overwrite(true)
+                .metadata(CONFIG_KEY, self.config_json());
+            self.save_into(&mut store)
+                .map_err(|e| weights_err(path, e.to_string()))
+        })
     }
 
     fn config_json(&self) -> String {

@@ -81,7 +81,7 @@ impl Attention {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backbone::test_util::{device, max_abs_diff, tensor};
+    use crate::test_util::{device, max_abs_diff, tensor};
     use burn::tensor::Distribution;
 
     #[test]

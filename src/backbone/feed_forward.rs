@@ -64,7 +64,7 @@ impl FeedForward {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backbone::test_util::{device, max_abs_diff};
+    use crate::test_util::{device, max_abs_diff};
     use burn::tensor::Distribution;
 
     #[test]

@@ -84,7 +84,7 @@ impl ChannelLayerNorm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backbone::test_util::{device, max_abs_diff, tensor};
+    use crate::test_util::{device, max_abs_diff, tensor};
 
     #[test]
     fn with_bias_normalises_each_pixel_over_channels() {

@@ -43,24 +43,3 @@ pub(crate) fn depthwise3x3(channels: usize, bias: bool, device: &Device) -> Conv
         .with_bias(bias)
         .init(device)
 }
-
-#[cfg(test)]
-pub(crate) mod test_util {
-    use burn::prelude::*;
-
-    /// The device unit tests run on.
-    pub fn device() -> Device {
-        Device::flex()
-    }
-
-    /// Max |a − b| over two tensors of equal shape.
-    pub fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
-        assert_eq!(a.dims(), b.dims(), "shapes differ");
-        (a - b).abs().max().into_scalar::<f32>()
-    }
-
-    /// A tensor from a flat vector.
-    pub fn tensor<const D: usize>(v: Vec<f32>, shape: [usize; D], device: &Device) -> Tensor<D> {
-        Tensor::from_data(TensorData::new(v, shape), device)
-    }
-}

@@ -47,7 +47,7 @@ impl OverlapPatchEmbed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backbone::test_util::{device, max_abs_diff, tensor};
+    use crate::test_util::{device, max_abs_diff, tensor};
     use burn::module::Param;
 
     #[test]

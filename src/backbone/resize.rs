@@ -51,7 +51,7 @@ pub fn resize_bilinear(x: Tensor<4>, [h, w]: [usize; 2]) -> Tensor<4> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backbone::test_util::{device, max_abs_diff, tensor};
+    use crate::test_util::{device, max_abs_diff, tensor};
 
     #[test]
     fn two_by_two_to_four_by_four_matches_pytorch() {

@@ -87,7 +87,7 @@ impl Upsample {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backbone::test_util::{device, tensor};
+    use crate::test_util::{device, tensor};
     use burn::module::Param;
 
     /// An identity 3×3 kernel makes the module a pure pixel (un)shuffle, whose channel order

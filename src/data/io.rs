@@ -9,9 +9,8 @@
 //! - writing quantises to 8 bits (`round(clamp(v, 0, 1) · 255)`) and is atomic.
 
 use std::fs;
-use std::io::{BufReader, Cursor, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::{BufReader, Cursor};
+use std::path::Path;
 
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits};
 
@@ -214,7 +213,7 @@ pub fn write_image_with_quality(path: impl AsRef<Path>, image: &Image, quality: 
         )));
     }
     let bytes = encode(image, jpeg, quality).map_err(|reason| image_err(path, reason))?;
-    write_atomic(path, &bytes)
+    crate::atomic::write_bytes(path, &bytes)
 }
 
 /// Encodes to PNG or JPEG bytes in memory.
@@ -265,67 +264,10 @@ pub(crate) fn to_rgb8(image: &Image) -> image::RgbImage {
         .expect("buffer length checked")
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| image_err(path, "the output path has no file name"))?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        file_name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(io(e));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            static N: AtomicU64 = AtomicU64::new(0);
-            let p = std::env::temp_dir().join(format!(
-                "dppd-io-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            fs::create_dir_all(&p).unwrap();
-            Self(p)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::test_util::TempDir;
 
     fn gradient(w: usize, h: usize) -> Image {
         let mut data = Vec::new();

@@ -1,36 +1,15 @@
 //! Dataset, layout and loader checks on small images in temporary folders.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::tensor::Device;
 
 use super::*;
 use crate::Error;
 use crate::degrade::{Degradation, GaussianNoise, Task};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "dppd-data-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use crate::test_util::TempDir;
 
 fn photo(w: usize, h: usize, k: usize) -> Image {
     let mut data = Vec::new();

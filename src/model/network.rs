@@ -335,8 +335,8 @@ impl Restorer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backbone::test_util::device;
     use crate::model::PromptIrConfig;
+    use crate::test_util::device;
     use burn::tensor::Distribution;
 
     fn tiny() -> RestorerConfig {

@@ -120,7 +120,7 @@ impl CrossFusion {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backbone::test_util::{device, max_abs_diff};
+    use crate::test_util::{device, max_abs_diff};
     use burn::module::Param;
     use burn::tensor::Distribution;
 

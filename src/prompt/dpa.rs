@@ -169,7 +169,7 @@ impl Dpa {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backbone::test_util::{device, max_abs_diff};
+    use crate::test_util::{device, max_abs_diff};
     use burn::tensor::Distribution;
 
     #[test]

@@ -153,7 +153,7 @@ impl DppdPrompt {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backbone::test_util::{device, max_abs_diff};
+    use crate::test_util::{device, max_abs_diff};
     use burn::tensor::Distribution;
 
     #[test]

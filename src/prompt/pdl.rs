@@ -124,7 +124,7 @@ impl Pdl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backbone::test_util::{device, max_abs_diff, tensor};
+    use crate::test_util::{device, max_abs_diff, tensor};
 
     fn pdl(d: &Device) -> Pdl {
         PdlConfig::new(3, 4).with_tokens(2).init(d)
