@@ -52,49 +52,28 @@ fn main() {
         let att = AttentionConfig::new(c, 1).init(&d);
         let ffn = FeedForwardConfig::new(c).init(&d);
         let tb = TransformerBlockConfig::new(c, 1).init(&d);
-        let ms = |v: f64| v * 1e3;
-        println!("C = {c}");
-        println!(
-            "  layer norm        {:8.1}",
-            ms(median(|| sync(ln.forward(x.clone())), runs))
-        );
-        println!(
-            "  attention (MDTA)  {:8.1}",
-            ms(median(|| sync(att.forward(x.clone())), runs))
-        );
-        println!(
-            "    qkv 1×1         {:8.1}",
-            ms(median(|| sync(att.qkv.forward(x.clone())), runs))
-        );
-        println!(
-            "    qkv as matmul   {:8.1}",
-            ms(median(|| sync(pointwise(&att.qkv, x.clone())), runs))
-        );
         let qkv = att.qkv.forward(x.clone());
-        println!(
-            "    qkv dw 3×3      {:8.1}",
-            ms(median(|| sync(att.qkv_dwconv.forward(qkv.clone())), runs))
-        );
-        println!(
-            "  feed-forward      {:8.1}",
-            ms(median(|| sync(ffn.forward(x.clone())), runs))
-        );
-        println!(
-            "    project_in 1×1  {:8.1}",
-            ms(median(|| sync(ffn.project_in.forward(x.clone())), runs))
-        );
-        println!(
-            "    project_in mm   {:8.1}",
-            ms(median(|| sync(pointwise(&ffn.project_in, x.clone())), runs))
-        );
-        let h = ffn.project_in.forward(x.clone());
-        println!(
-            "    dw 3×3          {:8.1}",
-            ms(median(|| sync(ffn.dwconv.forward(h.clone())), runs))
-        );
-        println!(
-            "  transformer block {:8.1}",
-            ms(median(|| sync(tb.forward(x.clone())), runs))
-        );
+        let hidden = ffn.project_in.forward(x.clone());
+        let rows: Vec<(&str, Box<dyn Fn() -> Tensor<4>>)> = vec![
+            ("layer norm", Box::new(|| ln.forward(x.clone()))),
+            ("attention (MDTA)", Box::new(|| att.forward(x.clone()))),
+            ("  qkv 1×1", Box::new(|| att.qkv.forward(x.clone()))),
+            (
+                "  qkv dw 3×3",
+                Box::new(|| att.qkv_dwconv.forward(qkv.clone())),
+            ),
+            ("feed-forward", Box::new(|| ffn.forward(x.clone()))),
+            (
+                "  project_in 1×1",
+                Box::new(|| ffn.project_in.forward(x.clone())),
+            ),
+            ("  dw 3×3", Box::new(|| ffn.dwconv.forward(hidden.clone()))),
+            ("transformer block", Box::new(|| tb.forward(x.clone()))),
+        ];
+        println!("C = {c}");
+        for (label, op) in rows {
+            let t = median(|| sync(op()), runs);
+            println!("  {label:<20} {:8.1}", t * 1e3);
+        }
     }
 }
