@@ -13,6 +13,9 @@ use dppd::backbone::{
     AttentionConfig, ChannelLayerNormConfig, FeedForwardConfig, TransformerBlockConfig,
 };
 
+/// A timed operation.
+type Op<'a> = Box<dyn Fn() -> Tensor<4> + 'a>;
+
 fn median(mut f: impl FnMut(), runs: usize) -> f64 {
     f();
     let mut t: Vec<f64> = (0..runs)
@@ -54,7 +57,7 @@ fn main() {
         let tb = TransformerBlockConfig::new(c, 1).init(&d);
         let qkv = att.qkv.forward(x.clone());
         let hidden = ffn.project_in.forward(x.clone());
-        let rows: Vec<(&str, Box<dyn Fn() -> Tensor<4>>)> = vec![
+        let rows: Vec<(&str, Op)> = vec![
             ("layer norm", Box::new(|| ln.forward(x.clone()))),
             ("attention (MDTA)", Box::new(|| att.forward(x.clone()))),
             ("  qkv 1×1", Box::new(|| att.qkv.forward(x.clone()))),
