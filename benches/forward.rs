@@ -4,7 +4,7 @@
 //! cargo bench --bench forward                               # defaults below
 //! cargo bench --features ndarray --bench forward -- --backend ndarray --size 128 --runs 3
 //! ```
-//! Options: `--preset promptir|restormer` (default promptir), `--backend NAME` (repeatable;
+//! Options: `--preset promptir|restormer|dppd|dppd-small` (default promptir), `--backend NAME` (repeatable;
 //! default: every enabled CPU backend), `--size N` (repeatable; default 128 and 256),
 //! `--runs N` (timed runs after one warm-up; default 5), `--threads` is taken from
 //! `RAYON_NUM_THREADS`. Prints min, median and max wall time per configuration.
@@ -57,11 +57,7 @@ fn main() {
     if sizes.is_empty() {
         sizes = vec![128, 256];
     }
-    let config = match preset.as_str() {
-        "promptir" => RestorerConfig::promptir(),
-        "restormer" => RestorerConfig::restormer(),
-        other => panic!("unknown preset {other}"),
-    };
+    let config = RestorerConfig::preset(&preset).unwrap_or_else(|e| panic!("{e}"));
     println!("preset {preset}, {runs} timed runs after 1 warm-up, batch 1, f32");
     println!(
         "{:<10} {:>6} {:>10} {:>10} {:>10}",

@@ -73,53 +73,62 @@ fn check_exists(path: &Path) -> Result<()> {
         })
 }
 
-/// Turns a lenient [`ApplyResult`] into a strict verdict that names every offending key.
+/// At most this many keys are listed per kind of problem; the rest are counted.
+const LIST_AT_MOST: usize = 12;
+
+/// `N what:` and the first [`LIST_AT_MOST`] items, one per line, then how many more.
+fn listing(what: &str, items: Vec<String>) -> String {
+    let n = items.len();
+    let mut out = format!("{n} {what}:");
+    for item in items.iter().take(LIST_AT_MOST) {
+        out.push_str("\n  ");
+        out.push_str(item);
+    }
+    if n > LIST_AT_MOST {
+        out.push_str(&format!("\n  … and {} more", n - LIST_AT_MOST));
+    }
+    out
+}
+
+/// Turns a lenient [`ApplyResult`] into a strict verdict that names the offending keys.
 fn verdict(path: &Path, result: &ApplyResult) -> Result<()> {
     let mut problems = Vec::new();
     if !result.errors.is_empty() {
-        let list: Vec<String> = result.errors.iter().map(|e| format!("  {e}")).collect();
-        problems.push(format!(
-            "{} tensor(s) do not fit:\n{}",
-            list.len(),
-            list.join("\n")
-        ));
+        let items = result.errors.iter().map(|e| e.to_string()).collect();
+        problems.push(listing("tensor(s) do not fit", items));
     }
     if !result.missing.is_empty() {
-        let list: Vec<String> = result
-            .missing
-            .iter()
-            .map(|(k, _)| format!("  {k}"))
-            .collect();
-        problems.push(format!(
-            "{} tensor(s) missing from the file:\n{}",
-            list.len(),
-            list.join("\n")
-        ));
+        let items = result.missing.iter().map(|(k, _)| k.clone()).collect();
+        problems.push(listing("tensor(s) missing from the file", items));
     }
     let unused: Vec<String> = result
         .unused
         .iter()
         .filter(|k| !is_unused_promptir_key(k))
-        .map(|k| format!("  {k}"))
+        .cloned()
         .collect();
     if !unused.is_empty() {
-        problems.push(format!(
-            "{} tensor(s) in the file have no place in the model:\n{}",
-            unused.len(),
-            unused.join("\n")
+        problems.push(listing(
+            "tensor(s) in the file have no place in the model",
+            unused,
         ));
     }
     if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(weights_err(
-            path,
-            format!(
-                "checkpoint does not match the model\n{}",
-                problems.join("\n")
-            ),
-        ))
+        return Ok(());
     }
+    let hint = if result.errors.len() + result.missing.len() > result.applied.len() {
+        "\n(most tensors disagree: the file was probably made for another configuration; \
+         give the one it was trained with)"
+    } else {
+        ""
+    };
+    Err(weights_err(
+        path,
+        format!(
+            "checkpoint does not match the model\n{}{hint}",
+            problems.join("\n")
+        ),
+    ))
 }
 
 /// PromptIR's `down*/up*` are `nn.Sequential(conv, PixelShuffle)`: `body.0` is our `conv`.

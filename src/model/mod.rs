@@ -4,7 +4,9 @@
 mod config;
 mod inference;
 mod network;
+mod tiled;
 
 pub use config::{PromptIrConfig, PromptSiteConfig, RestorerConfig};
 pub use inference::{DegradationPrediction, UncertainRestoration};
 pub use network::{Restorer, RestorerOutput, SiteOutput};
+pub use tiled::TileConfig;

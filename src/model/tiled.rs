@@ -1,0 +1,269 @@
+//! Tiled inference: restore an image of any size in overlapping tiles, blended without seams,
+//! so that memory stays bounded by the tile size rather than the image size.
+
+use burn::prelude::*;
+
+use super::{Restorer, RestorerConfig};
+use crate::data::Image;
+use crate::{Error, Result};
+
+/// How to cut an image into tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TileConfig {
+    /// Side of a square tile in pixels (a multiple of 8, at least 16).
+    pub tile: usize,
+    /// Pixels shared by neighbouring tiles (less than `tile`); the outputs are cross-faded
+    /// over this band.
+    pub overlap: usize,
+}
+
+impl TileConfig {
+    /// Checks the tile geometry.
+    pub fn validate(&self) -> Result<()> {
+        if self.tile < 16 || !self.tile.is_multiple_of(8) {
+            return Err(Error::Config(format!(
+                "tile size {} must be a multiple of 8 and at least 16",
+                self.tile
+            )));
+        }
+        if self.overlap >= self.tile {
+            return Err(Error::Config(format!(
+                "overlap {} must be smaller than the tile size {}",
+                self.overlap, self.tile
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Bytes a CPU forward pass needs per input pixel and per unit of `dim`: measured peak resident
+/// memory on flex grows by 86–107 bytes per pixel per unit of width (PromptIR, DPPD at width 48;
+/// the small DPPD preset at 16), rounded up.
+const BYTES_PER_PIXEL_PER_DIM: u64 = 110;
+/// Resident memory that does not grow with the image (program, allocator, buffers).
+const BASE_BYTES: u64 = 64 << 20;
+
+impl RestorerConfig {
+    /// A conservative estimate of the peak memory of one CPU forward pass on an `h × w` input,
+    /// weights included (calibrated on flex; see `docs/performance.md`).
+    pub fn estimated_peak_bytes(&self, params: usize, h: usize, w: usize) -> u64 {
+        let (h, w) = (h.next_multiple_of(8) as u64, w.next_multiple_of(8) as u64);
+        BASE_BYTES + 4 * params as u64 + BYTES_PER_PIXEL_PER_DIM * self.dim as u64 * h * w
+    }
+}
+
+impl TileConfig {
+    /// The tiling that keeps the restoration of a `w × h` image within `budget` bytes, or
+    /// `None` when the whole image fits. Tiles are the largest multiple of 64 that fits (at
+    /// least 64), with an overlap of an eighth of the tile.
+    pub fn for_budget(model: &Restorer, w: usize, h: usize, budget: u64) -> Option<Self> {
+        let cfg = model.config();
+        let params = model.num_params();
+        // input, blended sum, weights and output: ten f32 planes of the whole image
+        let images = 40 * (w * h) as u64;
+        if cfg.estimated_peak_bytes(params, h, w) + images <= budget {
+            return None;
+        }
+        let mut tile = 64;
+        while tile + 64 <= w.max(h)
+            && cfg.estimated_peak_bytes(params, tile + 64, tile + 64) + images <= budget
+        {
+            tile += 64;
+        }
+        Some(Self {
+            tile,
+            overlap: tile / 8,
+        })
+    }
+}
+
+/// Start positions of tiles of size `tile` covering `0..len` with at least `overlap` shared
+/// pixels; the last tile ends exactly at `len`. A side shorter than a tile is one tile.
+pub(crate) fn tile_origins(len: usize, tile: usize, overlap: usize) -> Vec<usize> {
+    if len <= tile {
+        return vec![0];
+    }
+    let step = tile - overlap;
+    let mut v: Vec<usize> = (0..)
+        .map(|i| i * step)
+        .take_while(|&o| o + tile < len)
+        .collect();
+    v.push(len - tile);
+    v
+}
+
+/// Blending weight along one axis of a tile of length `n` starting at `start` in an axis of
+/// length `len`: a linear ramp over `overlap` pixels on each side that borders another tile,
+/// 1 elsewhere (and at the image border). Always positive.
+fn ramp(n: usize, start: usize, len: usize, overlap: usize) -> Vec<f32> {
+    let rise = |i: usize| ((i + 1) as f32 / (overlap + 1) as f32).min(1.0);
+    (0..n)
+        .map(|i| {
+            let left = if start > 0 { rise(i) } else { 1.0 };
+            let right = if start + n < len {
+                rise(n - 1 - i)
+            } else {
+                1.0
+            };
+            left.min(right)
+        })
+        .collect()
+}
+
+impl Restorer {
+    /// Restores `image` in overlapping tiles and blends them (linear cross-fade over the
+    /// overlap), calling `progress(done, total)` after each tile. Peak memory is that of one
+    /// tile's forward pass plus three image-sized buffers.
+    ///
+    /// The network's attention and prompts use statistics of the whole input, so a tiled result
+    /// differs slightly from a whole-image one; a larger tile and overlap bring it closer.
+    pub fn restore_tiled(
+        &self,
+        image: &Image,
+        tiles: TileConfig,
+        device: &Device,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<Image> {
+        tiles.validate()?;
+        let (w, h) = (image.width, image.height);
+        let (tw, th) = (tiles.tile.min(w), tiles.tile.min(h));
+        let xs = tile_origins(w, tw, tiles.overlap);
+        let ys = tile_origins(h, th, tiles.overlap);
+        let total = xs.len() * ys.len();
+        let mut acc = vec![0.0f32; 3 * w * h];
+        let mut weight = vec![0.0f32; w * h];
+        let mut done = 0;
+        for &y0 in &ys {
+            let wy = ramp(th, y0, h, tiles.overlap);
+            for &x0 in &xs {
+                let wx = ramp(tw, x0, w, tiles.overlap);
+                let crop = image.crop(x0, y0, tw, th)?;
+                let out = self.forward(crop.to_batch_tensor(device));
+                let out: Vec<f32> = out
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .map_err(|e| Error::Config(format!("cannot read a tile back: {e:?}")))?;
+                for (ty, &ry) in wy.iter().enumerate() {
+                    let row = (y0 + ty) * w + x0;
+                    for (tx, &rx) in wx.iter().enumerate() {
+                        let k = ry * rx;
+                        weight[row + tx] += k;
+                        for c in 0..3 {
+                            acc[c * w * h + row + tx] += k * out[(c * th + ty) * tw + tx];
+                        }
+                    }
+                }
+                done += 1;
+                progress(done, total);
+            }
+        }
+        for (i, v) in acc.iter_mut().enumerate() {
+            *v /= weight[i % (w * h)];
+        }
+        Image::from_planar(w, h, acc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RestorerConfig;
+    use crate::test_util::device;
+    use burn::module::Param;
+
+    #[test]
+    fn origins_cover_the_axis_with_the_overlap() {
+        assert_eq!(tile_origins(100, 128, 16), vec![0]);
+        assert_eq!(tile_origins(128, 128, 16), vec![0]);
+        assert_eq!(tile_origins(300, 128, 32), vec![0, 96, 172]);
+        for (len, t, o) in [(1000, 256, 32), (257, 256, 0), (513, 64, 8)] {
+            let v = tile_origins(len, t, o);
+            assert_eq!(v[0], 0);
+            assert_eq!(v[v.len() - 1] + t, len);
+            for p in v.windows(2) {
+                assert!(p[1] > p[0] && p[0] + t >= p[1] + o, "{len} {t} {o}: {v:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn ramps_are_positive_and_flat_at_the_image_border() {
+        let r = ramp(8, 0, 20, 3);
+        assert_eq!(r[0], 1.0);
+        assert_eq!(r[7], 0.25);
+        let r = ramp(8, 12, 20, 3);
+        assert_eq!((r[0], r[7]), (0.25, 1.0));
+        assert!(ramp(8, 6, 20, 3).iter().all(|&v| v > 0.0));
+    }
+
+    /// With a zero output convolution the network is the identity (its global residual), so a
+    /// tiled restoration must reproduce the input exactly: this checks cutting and blending.
+    #[test]
+    fn tiles_are_stitched_back_without_seams() {
+        let d = device();
+        let cfg = RestorerConfig {
+            dim: 8,
+            num_blocks: [1, 1, 1, 1],
+            num_refinement_blocks: 1,
+            ..RestorerConfig::restormer()
+        };
+        let mut m = cfg.init(&d);
+        m.output.weight = Param::from_tensor(m.output.weight.val().zeros_like());
+        let (w, h) = (70, 45);
+        let data: Vec<f32> = (0..3 * w * h)
+            .map(|i| ((i * 37) % 101) as f32 / 100.0)
+            .collect();
+        let img = Image::from_planar(w, h, data.clone()).unwrap();
+        let mut calls = Vec::new();
+        let out = m
+            .restore_tiled(
+                &img,
+                TileConfig {
+                    tile: 32,
+                    overlap: 8,
+                },
+                &d,
+                |a, b| calls.push((a, b)),
+            )
+            .unwrap();
+        assert_eq!((out.width, out.height), (w, h));
+        let err = out
+            .data
+            .iter()
+            .zip(&data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(err < 1e-5, "max error {err}");
+        assert_eq!(calls.len(), 3 * 2);
+        assert_eq!(calls.last(), Some(&(6, 6)));
+    }
+
+    #[test]
+    fn the_memory_budget_chooses_tiles_only_when_needed() {
+        let d = device();
+        let m = RestorerConfig::dppd_small().init(&d);
+        assert_eq!(TileConfig::for_budget(&m, 640, 480, 2 << 30), None);
+        let t = TileConfig::for_budget(&m, 4000, 3000, 2 << 30).expect("12 Mpx needs tiles");
+        assert!(t.tile >= 512 && t.tile.is_multiple_of(64), "{t:?}");
+        let cfg = m.config();
+        let peak = cfg.estimated_peak_bytes(m.num_params(), t.tile, t.tile) + 40 * 12_000_000;
+        assert!(peak <= 2 << 30, "{peak}");
+        assert_eq!(t.overlap, t.tile / 8);
+    }
+
+    #[test]
+    fn bad_tile_geometry_is_an_error() {
+        let d = device();
+        let m = RestorerConfig {
+            dim: 8,
+            ..RestorerConfig::restormer()
+        }
+        .init(&d);
+        let img = Image::filled(20, 20, [0.5; 3]);
+        for (tile, overlap) in [(12, 0), (30, 4), (32, 32)] {
+            let err = m.restore_tiled(&img, TileConfig { tile, overlap }, &d, |_, _| {});
+            assert!(err.is_err(), "{tile}/{overlap}");
+        }
+    }
+}
