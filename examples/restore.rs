@@ -146,17 +146,19 @@ fn restore_file(
         None => TileConfig::for_budget(model, image.width, image.height, a.budget_mb << 20),
     };
     let x = || image.to_batch_tensor(device);
-    if tiles.is_none() {
-        if let Some(pred) = model.predict_degradation(x()) {
-            let p = &pred[0];
-            let all: Vec<String> = p.all.iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
-            println!(
-                "  degradation: {} (p = {:.3}; {})",
-                p.name,
-                p.probability,
-                all.join(", ")
-            );
-        }
+    // The prediction needs a whole-image pass; a tiled image is not classified.
+    let prediction = tiles
+        .is_none()
+        .then(|| model.predict_degradation(x()))
+        .flatten();
+    if let Some(p) = prediction.as_ref().and_then(|p| p.first()) {
+        let all: Vec<String> = p.all.iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
+        println!(
+            "  degradation: {} (p = {:.3}; {})",
+            p.name,
+            p.probability,
+            all.join(", ")
+        );
     }
     let (restored, std) = match tiles {
         Some(tiles) => {
