@@ -6,17 +6,15 @@ use crate::{Error, Result};
 
 /// The backends this build of the crate can run on (its enabled cargo features), CPU first.
 pub fn available_backends() -> Vec<&'static str> {
-    #[allow(unused_mut)]
-    let mut v = Vec::new();
-    #[cfg(feature = "flex")]
-    v.push("flex");
-    #[cfg(feature = "ndarray")]
-    v.push("ndarray");
-    #[cfg(feature = "wgpu")]
-    v.push("wgpu");
-    #[cfg(feature = "cuda")]
-    v.push("cuda");
-    v
+    [
+        ("flex", cfg!(feature = "flex")),
+        ("ndarray", cfg!(feature = "ndarray")),
+        ("wgpu", cfg!(feature = "wgpu")),
+        ("cuda", cfg!(feature = "cuda")),
+    ]
+    .into_iter()
+    .filter_map(|(name, enabled)| enabled.then_some(name))
+    .collect()
 }
 
 /// The device for a backend name: `flex`, `ndarray`, `wgpu` (default adapter), `cuda` or

@@ -38,7 +38,7 @@ impl AttentionConfig {
     /// Builds the block (temperature initialised to ones, as in PyTorch).
     pub fn init(&self, device: &Device) -> Attention {
         assert!(
-            self.heads > 0 && self.dim % self.heads == 0,
+            self.heads > 0 && self.dim.is_multiple_of(self.heads),
             "attention heads ({}) must divide the channel count ({})",
             self.heads,
             self.dim

@@ -26,7 +26,7 @@ impl DownsampleConfig {
     /// Builds the module.
     pub fn init(&self, device: &Device) -> Downsample {
         assert!(
-            self.channels % 2 == 0,
+            self.channels.is_multiple_of(2),
             "Downsample needs an even channel count"
         );
         Downsample {
@@ -65,7 +65,7 @@ impl UpsampleConfig {
     /// Builds the module.
     pub fn init(&self, device: &Device) -> Upsample {
         assert!(
-            self.channels % 2 == 0,
+            self.channels.is_multiple_of(2),
             "Upsample needs an even channel count"
         );
         Upsample {

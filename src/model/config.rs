@@ -180,7 +180,7 @@ impl RestorerConfig {
             ));
         }
         for (level, (&c, &h)) in self.level_channels().iter().zip(&self.heads).enumerate() {
-            if h == 0 || c % h != 0 {
+            if h == 0 || !c.is_multiple_of(h) {
                 return bad(format!(
                     "heads[{level}] = {h} does not divide the level's {c} channels"
                 ));
@@ -198,7 +198,7 @@ impl RestorerConfig {
                     ));
                 }
                 let c = self.site_input_channels(i) + dim;
-                if c % self.heads[2] != 0 {
+                if !c.is_multiple_of(self.heads[2]) {
                     return bad(format!(
                         "prompt site {}: {c} fused channels are not divisible by heads[2] = {}",
                         i + 1,
@@ -219,13 +219,13 @@ impl RestorerConfig {
                 if p.temperature <= 0.0 {
                     return bad(format!("prompt site {site}: temperature must be positive"));
                 }
-                if p.heads == 0 || c % p.heads != 0 {
+                if p.heads == 0 || !c.is_multiple_of(p.heads) {
                     return bad(format!(
                         "prompt site {site}: CrossFusion heads ({}) must divide its {c} channels",
                         p.heads
                     ));
                 }
-                if p.fuse_block && (2 * c) % self.heads[2] != 0 {
+                if p.fuse_block && !(2 * c).is_multiple_of(self.heads[2]) {
                     return bad(format!(
                         "prompt site {site}: {} fused channels are not divisible by heads[2] = {}",
                         2 * c,
@@ -250,7 +250,7 @@ impl RestorerConfig {
         .into_iter()
         .enumerate()
         {
-            if s % 2 != 0 {
+            if !s.is_multiple_of(2) {
                 return bad(format!(
                     "prompt site {} outputs an odd channel count {s}",
                     i + 1
@@ -258,7 +258,7 @@ impl RestorerConfig {
             }
         }
         let dec1 = s1 / 2 + self.dim;
-        if dec1 % self.heads[0] != 0 {
+        if !dec1.is_multiple_of(self.heads[0]) {
             return bad(format!(
                 "decoder level 1 has {dec1} channels, not divisible by heads[0] = {}",
                 self.heads[0]

@@ -65,7 +65,7 @@ impl CrossFusionConfig {
     /// Builds the block.
     pub fn init(&self, device: &Device) -> CrossFusion {
         assert!(
-            self.heads > 0 && self.dim % self.heads == 0,
+            self.heads > 0 && self.dim.is_multiple_of(self.heads),
             "CrossFusion heads ({}) must divide dim ({})",
             self.heads,
             self.dim

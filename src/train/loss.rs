@@ -73,15 +73,11 @@ pub fn restoration_loss(
         _ => None,
     };
     let pdl_kl = mean_over_sites(out.sites.iter().map(|s| s.aux.kl.clone()).collect());
-    if let Some(ce) = &dpa_ce {
-        if weights.dpa_ce != 0.0 {
-            total = total + ce.clone() * weights.dpa_ce;
-        }
+    if let Some(ce) = dpa_ce.as_ref().filter(|_| weights.dpa_ce != 0.0) {
+        total = total + ce.clone() * weights.dpa_ce;
     }
-    if let Some(kl) = &pdl_kl {
-        if weights.pdl_kl != 0.0 {
-            total = total + kl.clone() * weights.pdl_kl;
-        }
+    if let Some(kl) = pdl_kl.as_ref().filter(|_| weights.pdl_kl != 0.0) {
+        total = total + kl.clone() * weights.pdl_kl;
     }
     LossParts {
         total,
