@@ -1,4 +1,4 @@
-//! A run stopped without a final save and resumed from its last checkpoint repeats the
+//! A run stopped without a final save and resumed from its last good checkpoint repeats the
 //! uninterrupted run's losses step for step.
 //!
 //! One test per file: burn's CPU backends seed one process-wide generator, so training runs
@@ -69,9 +69,16 @@ fn resumed_run_repeats_the_uninterrupted_losses() {
     let err = train(other, &opts(&b, &data, true, None)).unwrap_err();
     assert!(err.to_string().contains("another configuration"), "{err}");
 
+    // the newest checkpoint is damaged (say, by the disk): resumption falls back to step 2
+    let newest = b.join("checkpoints/ckpt-00000004.ckpt");
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x40;
+    std::fs::write(&newest, bytes).unwrap();
+
     let resumed = train(config, &opts(&b, &data, true, None)).unwrap();
     assert_eq!(resumed.step, 6);
-    assert_eq!(resumed.losses, full.losses[4..], "resumed losses differ");
+    assert_eq!(resumed.losses, full.losses[2..], "resumed losses differ");
     // the logs are the uninterrupted run's, the lost step 5 written once
     assert_eq!(
         csv_rows(&a.join("train.csv")),

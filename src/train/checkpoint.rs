@@ -249,3 +249,43 @@ impl Checkpoint {
             .map_err(|e| ckpt_err(path, format!("model: {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_or_truncated_checkpoint_is_refused() {
+        let device = Device::flex();
+        let experiment: ExperimentConfig = serde_json::from_str(
+            r#"{"model": "dppd-small", "steps": 1, "batch_size": 1, "patch_size": 16}"#,
+        )
+        .unwrap();
+        let network = experiment.model.resolve().unwrap();
+        let model = network.init(&device);
+        let state = TrainState {
+            step: 3,
+            experiment: experiment.clone(),
+            network,
+            best: None,
+            train_samples: 1,
+            val_samples: 1,
+        };
+        let bytes = encode(&state, &model, &experiment.optimizer.adamw().init()).unwrap();
+        let dir = std::env::temp_dir().join(format!("dppd-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.ckpt");
+        write_atomic(&path, &bytes).unwrap();
+        assert_eq!(read_state(&path).unwrap(), state);
+        let loaded = Checkpoint::load_model(&path, &device).unwrap();
+        assert_eq!(loaded.num_params(), model.num_params());
+        let mut bad = bytes.clone();
+        bad[bytes.len() / 2] ^= 1;
+        write_atomic(&path, &bad).unwrap();
+        let err = read_state(&path).unwrap_err().to_string();
+        assert!(err.contains("checksum"), "{err}");
+        write_atomic(&path, &bytes[..bytes.len() - 100]).unwrap();
+        assert!(read_state(&path).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -375,6 +375,7 @@ pub fn train(config: ExperimentConfig, opts: &TrainOptions) -> Result<TrainSumma
     let existing = list_checkpoints(&ckpt_dir);
 
     // the model, the optimiser and the step: fresh or from the newest valid checkpoint
+    let mut resumed: Option<TrainState> = None;
     let (mut model, mut optim, start, mut best): (Restorer, ModuleOptimizer, u64, _) =
         if opts.resume {
             let mut found = None;
@@ -407,7 +408,9 @@ pub fn train(config: ExperimentConfig, opts: &TrainOptions) -> Result<TrainSumma
             if opts.progress {
                 eprintln!("resuming from {} (step {})", path.display(), c.state.step);
             }
-            (c.model, c.optimizer, c.state.step, c.state.best)
+            let (step, best) = (c.state.step, c.state.best);
+            resumed = Some(c.state);
+            (c.model, c.optimizer, step, best)
         } else {
             if !existing.is_empty() {
                 return Err(Error::Training(format!(
@@ -466,8 +469,7 @@ pub fn train(config: ExperimentConfig, opts: &TrainOptions) -> Result<TrainSumma
     };
     let train_csv = run.join("train.csv");
     let val_csv = run.join("val.csv");
-    if opts.resume {
-        let stored = checkpoint::read_state(&list_checkpoints(&ckpt_dir)[0].1)?;
+    if let Some(stored) = &resumed {
         if (stored.train_samples, stored.val_samples) != (dataset.len(), val.samples.len()) {
             return Err(Error::Training(format!(
                 "the data changed since the checkpoint: {} training / {} validation samples \
