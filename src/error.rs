@@ -35,6 +35,9 @@ pub enum Error {
     /// A dataset layout is unusable.
     #[error("dataset: {0}")]
     Dataset(String),
+    /// Training cannot go on (a non-finite loss, a checkpoint that does not fit the run).
+    #[error("training: {0}")]
+    Training(String),
 }
 
 /// `Result` with this crate's [`Error`].

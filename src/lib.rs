@@ -9,6 +9,7 @@ pub mod data;
 pub mod degrade;
 mod device;
 mod error;
+pub mod eval;
 pub mod model;
 pub mod prompt;
 #[cfg(test)]

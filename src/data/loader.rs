@@ -126,11 +126,18 @@ impl Loader {
     /// The batches of `epoch`. A sample that fails to load yields an `Err` for its batch (naming
     /// the file); iteration can continue with the next batch.
     pub fn epoch(&self, epoch: u64) -> EpochIter {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// The batches of `epoch` from batch `first_batch` on (the earlier ones are neither loaded
+    /// nor yielded): how a resumed training run continues in the middle of an epoch.
+    pub fn epoch_from(&self, epoch: u64, first_batch: usize) -> EpochIter {
         let order = Arc::new(self.order(epoch));
+        let start = (first_batch * self.config.batch_size.max(1)).min(order.len());
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                next_claim: 0,
-                consumed: 0,
+                next_claim: start,
+                consumed: start,
                 stop: false,
             }),
             wake: Condvar::new(),
@@ -166,7 +173,7 @@ impl Loader {
             epoch,
             batch_size: self.config.batch_size.max(1),
             device: self.device.clone(),
-            next: 0,
+            next: start,
             pending: BTreeMap::new(),
             rx,
             shared,

@@ -132,6 +132,24 @@ impl Task {
         }
     }
 
+    /// The degradation family: the name of the DPA prototype the task's samples are pulled
+    /// to ([`RestorerConfig::degradations`](crate::model::RestorerConfig::degradations)).
+    /// Every noise level is `noise`; `derain` is `rain`, `dehaze` `haze`, `deblur` `blur`,
+    /// `defocus` `defocus`, `low_light` `low_light`, `jpeg` `jpeg`; a composite is a family of
+    /// its own, named like the task (`low_haze`, ...).
+    pub fn family(self) -> &'static str {
+        match self {
+            Task::Denoise15 | Task::Denoise25 | Task::Denoise50 | Task::DenoiseBlind => "noise",
+            Task::Derain => "rain",
+            Task::Dehaze => "haze",
+            Task::Deblur => "blur",
+            Task::LowLight => "low_light",
+            Task::Defocus => "defocus",
+            Task::Jpeg => "jpeg",
+            Task::LowHaze | Task::LowRain | Task::HazeRain | Task::LowHazeRain => self.name(),
+        }
+    }
+
     /// The default synthetic degradation for this task (table above).
     pub fn degradation(self) -> Degradation {
         let low = || Degradation::LowLight(LowLight::default());
@@ -217,6 +235,10 @@ mod tests {
             assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{t}\""));
         }
         assert!("rain".parse::<Task>().is_err());
+        let families: Vec<&str> = Task::THREE_TASK.iter().map(|t| t.family()).collect();
+        assert_eq!(families, ["noise", "noise", "noise", "rain", "haze"]);
+        assert_eq!(Task::DenoiseBlind.family(), "noise");
+        assert_eq!(Task::Deblur.family(), "blur");
         assert_eq!(Task::from_label(Task::ALL.len()), None);
     }
 }

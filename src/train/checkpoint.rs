@@ -1,0 +1,291 @@
+//! Training checkpoints: one file holding everything a run needs to continue exactly.
+//!
+//! Layout of a `.ckpt` file (all integers little-endian):
+//!
+//! ```text
+//! "DPPDCKPT" u32 version (1)
+//! u64 n, n bytes   TrainState as JSON (step, experiment config, resolved network config,
+//!                  best validation score, data sizes)
+//! u64 n, n bytes   the model's parameters (burnpack, with their parameter ids)
+//! u64 n, n bytes   the optimiser state (burnpack, keyed by those ids)
+//! u64              FNV-1a 64 of every byte before it
+//! ```
+//!
+//! The data order, crops, degradations and prompt-sampling noise of step `s` are pure
+//! functions of the seed and `s` (see [`super::Trainer`]), so `step` *is* the RNG and
+//! data-order state, and the learning rate is a function of `step` too.
+//!
+//! Files are written atomically: to a temporary sibling, `fsync`ed, renamed over the target,
+//! and the directory `fsync`ed. A reader verifies the checksum, so a torn or damaged file is
+//! refused, never half-loaded.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::optim::ModuleOptimizer;
+use burn::prelude::*;
+use burn::store::ModuleRecord;
+use burn::tensor::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::ExperimentConfig;
+use crate::model::{Restorer, RestorerConfig};
+use crate::{Error, Result};
+
+const MAGIC: &[u8; 8] = b"DPPDCKPT";
+const VERSION: u32 = 1;
+
+/// The best validation score so far.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BestScore {
+    /// The step after which it was measured.
+    pub step: u64,
+    /// Mean over tasks of the per-task mean PSNR (dB).
+    pub psnr: f64,
+}
+
+/// Everything in a checkpoint besides the tensors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Optimisation steps completed.
+    pub step: u64,
+    /// The run's configuration.
+    pub experiment: ExperimentConfig,
+    /// The network's configuration (the resolved `experiment.model`).
+    pub network: RestorerConfig,
+    /// The best validation score up to `step`.
+    pub best: Option<BestScore>,
+    /// Training samples per epoch (checked on resume: other data would change the order).
+    pub train_samples: usize,
+    /// Validation samples (checked on resume).
+    pub val_samples: usize,
+}
+
+/// A loaded checkpoint.
+pub struct Checkpoint {
+    /// The state.
+    pub state: TrainState,
+    /// The network (on the device given to [`Checkpoint::load`]).
+    pub model: Restorer,
+    /// The optimiser with its state.
+    pub optimizer: ModuleOptimizer,
+}
+
+fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn ckpt_err(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Weights {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Writes `bytes` to `path` atomically (temporary sibling, fsync, rename, fsync of the
+/// directory). On failure the temporary file is removed and `path` is untouched.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(bytes).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(io_err(path))?;
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Serialises a checkpoint.
+pub fn encode(
+    state: &TrainState,
+    model: &Restorer,
+    optimizer: &ModuleOptimizer,
+) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec(state).map_err(|e| Error::Config(e.to_string()))?;
+    let model_bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| Error::Training(format!("serialising the model: {e}")))?;
+    let optim_bytes = optimizer
+        .into_bytes()
+        .map_err(|e| Error::Training(format!("serialising the optimiser: {e}")))?;
+    let mut out = Vec::with_capacity(json.len() + model_bytes.len() + optim_bytes.len() + 44);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    for part in [&json[..], &model_bytes[..], &optim_bytes[..]] {
+        out.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        out.extend_from_slice(part);
+    }
+    let sum = fnv1a(&out, FNV_OFFSET);
+    out.extend_from_slice(&sum.to_le_bytes());
+    Ok(out)
+}
+
+/// Writes a checkpoint atomically.
+pub fn save(
+    path: &Path,
+    state: &TrainState,
+    model: &Restorer,
+    optimizer: &ModuleOptimizer,
+) -> Result<()> {
+    write_atomic(path, &encode(state, model, optimizer)?)
+}
+
+/// The three verified sections of a checkpoint file.
+fn sections(path: &Path, bytes: &[u8]) -> Result<[Vec<u8>; 3]> {
+    if bytes.len() < 12 + 24 + 8 || &bytes[..8] != MAGIC {
+        return Err(ckpt_err(path, "not a dppd training checkpoint"));
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != VERSION {
+        return Err(ckpt_err(
+            path,
+            format!("checkpoint version {version}, this build reads {VERSION}"),
+        ));
+    }
+    let body = &bytes[..bytes.len() - 8];
+    let sum = u64::from_le_bytes(bytes[bytes.len() - 8..].try_into().expect("8 bytes"));
+    if fnv1a(body, FNV_OFFSET) != sum {
+        return Err(ckpt_err(
+            path,
+            "checksum mismatch: the file is damaged or truncated",
+        ));
+    }
+    let mut at = 12;
+    let mut out: [Vec<u8>; 3] = Default::default();
+    for part in out.iter_mut() {
+        let len = body
+            .get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+            .ok_or_else(|| ckpt_err(path, "truncated section header"))?;
+        at += 8;
+        *part = body
+            .get(at..at + len)
+            .ok_or_else(|| ckpt_err(path, "truncated section"))?
+            .to_vec();
+        at += len;
+    }
+    Ok(out)
+}
+
+/// Reads only the [`TrainState`] of a checkpoint (verifying the whole file).
+pub fn read_state(path: &Path) -> Result<TrainState> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    let [json, _, _] = sections(path, &bytes)?;
+    serde_json::from_slice(&json).map_err(|e| ckpt_err(path, format!("state: {e}")))
+}
+
+impl Checkpoint {
+    /// Loads a checkpoint: the network is built from the stored configuration on `device`
+    /// (pass an autodiff device to continue training) and the optimiser from `state`'s
+    /// experiment configuration.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(io_err(path))?;
+        let [json, model_bytes, optim_bytes] = sections(path, &bytes)?;
+        let state: TrainState =
+            serde_json::from_slice(&json).map_err(|e| ckpt_err(path, format!("state: {e}")))?;
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model_bytes))
+            .map_err(|e| ckpt_err(path, format!("model: {e}")))?;
+        let model = state
+            .network
+            .init(device)
+            .try_load_record(record)
+            .map_err(|e| ckpt_err(path, format!("model: {e}")))?;
+        let optimizer = state
+            .experiment
+            .optimizer
+            .adamw()
+            .init()
+            .from_bytes(Bytes::from_bytes_vec(optim_bytes))
+            .map_err(|e| ckpt_err(path, format!("optimiser: {e}")))?;
+        Ok(Self {
+            state,
+            model,
+            optimizer,
+        })
+    }
+
+    /// Loads only the network of a checkpoint (for evaluation), on `device`.
+    pub fn load_model(path: &Path, device: &Device) -> Result<Restorer> {
+        let bytes = std::fs::read(path).map_err(io_err(path))?;
+        let [json, model_bytes, _] = sections(path, &bytes)?;
+        let state: TrainState =
+            serde_json::from_slice(&json).map_err(|e| ckpt_err(path, format!("state: {e}")))?;
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model_bytes))
+            .map_err(|e| ckpt_err(path, format!("model: {e}")))?;
+        state
+            .network
+            .init(device)
+            .try_load_record(record)
+            .map_err(|e| ckpt_err(path, format!("model: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_or_truncated_checkpoint_is_refused() {
+        let device = Device::flex();
+        let experiment: ExperimentConfig = serde_json::from_str(
+            r#"{"model": "dppd-small", "steps": 1, "batch_size": 1, "patch_size": 16}"#,
+        )
+        .unwrap();
+        let network = experiment.model.resolve().unwrap();
+        let model = network.init(&device);
+        let state = TrainState {
+            step: 3,
+            experiment: experiment.clone(),
+            network,
+            best: None,
+            train_samples: 1,
+            val_samples: 1,
+        };
+        let bytes = encode(&state, &model, &experiment.optimizer.adamw().init()).unwrap();
+        let dir = std::env::temp_dir().join(format!("dppd-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.ckpt");
+        write_atomic(&path, &bytes).unwrap();
+        assert_eq!(read_state(&path).unwrap(), state);
+        let loaded = Checkpoint::load_model(&path, &device).unwrap();
+        assert_eq!(loaded.num_params(), model.num_params());
+        let mut bad = bytes.clone();
+        bad[bytes.len() / 2] ^= 1;
+        write_atomic(&path, &bad).unwrap();
+        let err = read_state(&path).unwrap_err().to_string();
+        assert!(err.contains("checksum"), "{err}");
+        write_atomic(&path, &bytes[..bytes.len() - 100]).unwrap();
+        assert!(read_state(&path).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,325 @@
+//! The experiment configuration: one JSON file describing a training run completely (model,
+//! data, loss, optimiser, schedule, lengths, intervals, seed). It is stored in every
+//! checkpoint, so a checkpoint always says how it was made.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::grad_clipping::GradientClippingConfig;
+use burn::optim::AdamWConfig;
+use serde::{Deserialize, Serialize};
+
+use super::LossConfig;
+use crate::degrade::Task;
+use crate::model::RestorerConfig;
+use crate::{Error, Result};
+
+/// The network: a preset name (`"dppd-small"`, `"dppd"`, `"promptir"`, `"restormer"`) or a
+/// full [`RestorerConfig`] object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ModelSpec {
+    /// A preset by name ([`RestorerConfig::preset`]).
+    Preset(String),
+    /// A full configuration.
+    Config(Box<RestorerConfig>),
+}
+
+impl ModelSpec {
+    /// The configuration this names.
+    pub fn resolve(&self) -> Result<RestorerConfig> {
+        let c = match self {
+            ModelSpec::Preset(name) => RestorerConfig::preset(name)?,
+            ModelSpec::Config(c) => (**c).clone(),
+        };
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// Where the training images come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataLayout {
+    /// A folder tree of clean photographs, degraded on the fly by each task's default
+    /// degradation ([`crate::data::synthetic_entries`]).
+    Photos,
+    /// PromptIR's `data/Train/` layout ([`crate::data::promptir_train`]).
+    Promptir,
+}
+
+/// The data of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// The layout of the data folder.
+    pub layout: DataLayout,
+    /// The data folder (the `--data` argument of the `train` example overrides it).
+    pub root: Option<PathBuf>,
+    /// The tasks trained (default: the paper's 3-task setting).
+    pub tasks: Vec<Task>,
+    /// Repetitions per task (balance); tasks not named keep 1. Photos: entries per photograph;
+    /// PromptIR layout: [`crate::data::balance`] weights (PromptIR: each noise ×3, rain ×120).
+    pub task_weights: BTreeMap<Task, f32>,
+    /// Source images per task held out of training and used for validation: the last
+    /// `val_holdout` photographs (sorted by path) for `photos`, the first `val_holdout` entries
+    /// of each task for `promptir`. 0 validates on the training images (other crops and noise:
+    /// a measure of fit, not of generalisation).
+    pub val_holdout: usize,
+    /// Side of the validation crops; 0 validates on whole images (centre-cropped to a
+    /// multiple of 16, as the papers' tests).
+    pub val_patch: usize,
+    /// Validation crops per held-out image and task (each at its own seeded place).
+    pub val_crops: usize,
+    /// Seed of the validation set (its crops and degradations never change with it fixed).
+    pub val_seed: u64,
+    /// Loading threads.
+    pub workers: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            layout: DataLayout::Photos,
+            root: None,
+            tasks: Task::THREE_TASK.to_vec(),
+            task_weights: BTreeMap::new(),
+            val_holdout: 1,
+            val_patch: 128,
+            val_crops: 4,
+            val_seed: 1234,
+            workers: 2,
+        }
+    }
+}
+
+/// Gradient clipping, as burn applies it: per parameter tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GradClip {
+    /// Rescale each parameter's gradient to at most this L2 norm.
+    Norm(f32),
+    /// Clamp each gradient element to `[-v, v]`.
+    Value(f32),
+}
+
+/// AdamW, with PyTorch's defaults written out (burn's own defaults differ: ε 1e-5, weight
+/// decay 1e-4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimizerConfig {
+    /// Peak learning rate (PromptIR: 2e-4).
+    pub lr: f64,
+    /// β₁ (0.9).
+    pub beta1: f32,
+    /// β₂ (0.999).
+    pub beta2: f32,
+    /// ε (1e-8, PyTorch's).
+    pub epsilon: f32,
+    /// Decoupled weight decay (0.01, PyTorch's AdamW default).
+    pub weight_decay: f32,
+    /// Optional gradient clipping (PromptIR: none).
+    pub grad_clip: Option<GradClip>,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        Self {
+            lr: 2e-4,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            weight_decay: 0.01,
+            grad_clip: None,
+        }
+    }
+}
+
+impl OptimizerConfig {
+    /// The burn optimiser configuration.
+    pub fn adamw(&self) -> AdamWConfig {
+        AdamWConfig::new()
+            .with_beta_1(self.beta1)
+            .with_beta_2(self.beta2)
+            .with_epsilon(self.epsilon)
+            .with_weight_decay(self.weight_decay)
+            .with_grad_clipping(self.grad_clip.map(|c| match c {
+                GradClip::Norm(v) => GradientClippingConfig::Norm(v),
+                GradClip::Value(v) => GradientClippingConfig::Value(v),
+            }))
+    }
+}
+
+/// Linear warm-up, then cosine decay, per optimisation step (PromptIR's
+/// `LinearWarmupCosineAnnealingLR`, there per epoch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Warm-up steps: step `s < warmup_steps` uses
+    /// `warmup_start_lr + (lr − warmup_start_lr)·(s + 1)/warmup_steps`.
+    pub warmup_steps: u64,
+    /// Learning rate the warm-up starts from (PromptIR: 0).
+    pub warmup_start_lr: f64,
+    /// The step at which the cosine reaches `min_lr` (default: the run's `steps`; PromptIR
+    /// decays toward epoch 150 and stops at 120, i.e. `decay_steps = 1.25·steps`).
+    pub decay_steps: Option<u64>,
+    /// The floor of the cosine (PromptIR: 0).
+    pub min_lr: f64,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            warmup_steps: 0,
+            warmup_start_lr: 0.0,
+            decay_steps: None,
+            min_lr: 0.0,
+        }
+    }
+}
+
+/// A whole training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// The network.
+    pub model: ModelSpec,
+    /// The data.
+    #[serde(default)]
+    pub data: DataConfig,
+    /// Loss weights.
+    #[serde(default)]
+    pub loss: LossConfig,
+    /// The optimiser.
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    /// The learning-rate schedule.
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    /// Optimisation steps in the whole run.
+    pub steps: u64,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Side of the square training crops (PromptIR: 128).
+    pub patch_size: usize,
+    /// Validate every this many steps (and after the last); 0: only after the last.
+    #[serde(default = "default_interval")]
+    pub val_interval: u64,
+    /// Write a checkpoint every this many steps (and after the last); 0: only after the last.
+    #[serde(default = "default_interval")]
+    pub checkpoint_interval: u64,
+    /// Periodic checkpoints kept (the newest); `best.ckpt` is kept besides them.
+    #[serde(default = "default_keep_last")]
+    pub keep_last: usize,
+    /// Seed of everything random: initial weights, data order, crops, degradations, prompt
+    /// sampling.
+    #[serde(default)]
+    pub seed: u64,
+    /// Print a progress line every this many steps when stderr is not a terminal.
+    #[serde(default = "default_log_interval")]
+    pub log_interval: u64,
+}
+
+fn default_interval() -> u64 {
+    500
+}
+fn default_keep_last() -> usize {
+    3
+}
+fn default_log_interval() -> u64 {
+    10
+}
+
+impl ExperimentConfig {
+    /// Reads a JSON file; unknown fields are errors.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })?;
+        let c: Self = serde_json::from_str(&text)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks the values that the types cannot.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::Config(m.into()));
+        if self.steps == 0 || self.batch_size == 0 || self.patch_size == 0 {
+            return bad("steps, batch_size and patch_size must be positive");
+        }
+        if self.data.tasks.is_empty() {
+            return bad("data.tasks is empty");
+        }
+        if !(self.optimizer.lr > 0.0 && self.optimizer.lr.is_finite()) {
+            return bad("optimizer.lr must be positive");
+        }
+        if self.keep_last == 0 {
+            return bad("keep_last must be at least 1");
+        }
+        if self.data.val_crops == 0 {
+            return bad("data.val_crops must be at least 1");
+        }
+        self.model.resolve().map(|_| ())
+    }
+
+    /// The learning rate of step `step` (0-based).
+    pub fn lr_at(&self, step: u64) -> f64 {
+        let s = &self.schedule;
+        let base = self.optimizer.lr;
+        if step < s.warmup_steps {
+            return s.warmup_start_lr
+                + (base - s.warmup_start_lr) * (step + 1) as f64 / s.warmup_steps as f64;
+        }
+        let end = s.decay_steps.unwrap_or(self.steps);
+        if end <= s.warmup_steps {
+            return base;
+        }
+        let t = ((step - s.warmup_steps) as f64 / (end - s.warmup_steps) as f64).min(1.0);
+        s.min_lr + 0.5 * (base - s.min_lr) * (1.0 + (std::f64::consts::PI * t).cos())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ExperimentConfig {
+        serde_json::from_str(
+            r#"{"model": "dppd-small", "steps": 100, "batch_size": 4, "patch_size": 64,
+                "schedule": {"warmup_steps": 10, "min_lr": 1e-6}}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults_are_pytorchs_adamw_and_promptirs_lr() {
+        let c = config();
+        assert_eq!(c.optimizer.lr, 2e-4);
+        assert_eq!(c.optimizer.epsilon, 1e-8);
+        assert_eq!(c.optimizer.weight_decay, 0.01);
+        assert_eq!((c.optimizer.beta1, c.optimizer.beta2), (0.9, 0.999));
+        assert_eq!(c.data.tasks, Task::THREE_TASK.to_vec());
+        c.validate().unwrap();
+        let round: ExperimentConfig =
+            serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(round, c);
+        assert!(serde_json::from_str::<ExperimentConfig>(r#"{"model":"x","stepz":1}"#).is_err());
+    }
+
+    #[test]
+    fn warmup_then_cosine() {
+        let c = config();
+        assert!((c.lr_at(0) - 2e-5).abs() < 1e-15);
+        assert!((c.lr_at(9) - 2e-4).abs() < 1e-15);
+        assert!((c.lr_at(10) - 2e-4).abs() < 1e-15);
+        // half way through the cosine: the mean of peak and floor
+        assert!((c.lr_at(55) - (2e-4 + 1e-6) / 2.0).abs() < 1e-12);
+        assert!((c.lr_at(100) - 1e-6).abs() < 1e-15);
+        for s in 10..99 {
+            assert!(c.lr_at(s + 1) < c.lr_at(s));
+        }
+    }
+}
