@@ -1,5 +1,5 @@
 //! Atomic file replacement: a file is written under a temporary name in its destination's
-//! directory, flushed to disk and renamed over the destination, so a reader (or a crash) never
+//! directory, flushed to disk and renamed over the destination (and the directory is synced), so a reader (or a crash) never
 //! sees a partial file and a failed write leaves an existing file untouched.
 
 use std::fs;

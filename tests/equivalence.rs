@@ -312,8 +312,11 @@ fn wrong_checkpoints_are_errors_that_name_the_keys() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("missing"), "{err}");
-    assert!(err.contains("encoder_level1.1.attn.qkv.weight"), "{err}");
+    // Two blocks at level 1 of the encoder and of the decoder: 2 × 11 tensors missing, of which
+    // the first 12 (sorted) are listed and the rest counted.
+    assert!(err.contains("22 tensor(s) missing"), "{err}");
+    assert!(err.contains("decoder_level1.1.attn.qkv.weight"), "{err}");
+    assert!(err.contains("… and 10 more"), "{err}");
     // Model without prompts: the file's prompt tensors have no place.
     let plain = PromptIrConfig {
         decoder: false,
@@ -327,7 +330,9 @@ fn wrong_checkpoints_are_errors_that_name_the_keys() {
     .unwrap_err()
     .to_string();
     assert!(
-        err.contains("no place in the model") && err.contains("prompt1.prompt_param"),
+        // 3 prompt blocks × 4 tensors + 3 fusion blocks × 12 (transformer block + reduction)
+        err.contains("48 tensor(s) in the file have no place in the model")
+            && err.contains("noise_level1.attn.qkv.weight"),
         "{err}"
     );
     // Missing file.

@@ -19,8 +19,7 @@
 //! and the directory `fsync`ed. A reader verifies the checksum, so a torn or damaged file is
 //! refused, never half-loaded.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
@@ -94,35 +93,6 @@ fn ckpt_err(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Writes `bytes` to `path` atomically (temporary sibling, fsync, rename, fsync of the
-/// directory). On failure the temporary file is removed and `path` is untouched.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(bytes).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(io_err(path))?;
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 /// Serialises a checkpoint.
 pub fn encode(
     state: &TrainState,
@@ -157,7 +127,7 @@ pub fn save(
     model: &Restorer,
     optimizer: &ModuleOptimizer,
 ) -> Result<()> {
-    write_atomic(path, &encode(state, model, optimizer)?)
+    crate::atomic::write_bytes(path, &encode(state, model, optimizer)?)
 }
 
 /// The three verified sections of a checkpoint file.
@@ -275,16 +245,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("dppd-ckpt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.ckpt");
-        write_atomic(&path, &bytes).unwrap();
+        crate::atomic::write_bytes(&path, &bytes).unwrap();
         assert_eq!(read_state(&path).unwrap(), state);
         let loaded = Checkpoint::load_model(&path, &device).unwrap();
         assert_eq!(loaded.num_params(), model.num_params());
         let mut bad = bytes.clone();
         bad[bytes.len() / 2] ^= 1;
-        write_atomic(&path, &bad).unwrap();
+        crate::atomic::write_bytes(&path, &bad).unwrap();
         let err = read_state(&path).unwrap_err().to_string();
         assert!(err.contains("checksum"), "{err}");
-        write_atomic(&path, &bytes[..bytes.len() - 100]).unwrap();
+        crate::atomic::write_bytes(&path, &bytes[..bytes.len() - 100]).unwrap();
         assert!(read_state(&path).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -178,7 +178,7 @@ pub fn draw_run(run_dir: &Path) -> Result<()> {
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    super::checkpoint::write_atomic(&path, &bytes)
+    crate::atomic::write_bytes(&path, &bytes)
 }
 
 /// A task's validation curve: `(step, PSNR, input PSNR)` points.

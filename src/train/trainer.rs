@@ -325,7 +325,7 @@ fn truncate_log(path: &Path, step: u64) -> Result<()> {
             out.push('\n');
         }
     }
-    checkpoint::write_atomic(path, out.as_bytes())
+    crate::atomic::write_bytes(path, out.as_bytes())
 }
 
 fn append(path: &Path, header: &str, rows: &str) -> Result<()> {
@@ -488,7 +488,7 @@ pub fn train(config: ExperimentConfig, opts: &TrainOptions) -> Result<TrainSumma
         }
         let json =
             serde_json::to_string_pretty(&config).map_err(|e| Error::Config(e.to_string()))?;
-        checkpoint::write_atomic(&run.join("config.json"), json.as_bytes())?;
+        crate::atomic::write_bytes(&run.join("config.json"), json.as_bytes())?;
     }
     if opts.progress {
         eprintln!(
