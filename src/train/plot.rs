@@ -50,6 +50,20 @@ fn put(img: &mut RgbImage, x: i64, y: i64, c: [u8; 3]) {
     }
 }
 
+/// Solid segments joining consecutive data points `(x, y)` of `panel`.
+fn polyline(
+    img: &mut RgbImage,
+    panel: &Panel,
+    pts: impl IntoIterator<Item = (f64, f64)>,
+    c: [u8; 3],
+    thick: i64,
+) {
+    let screen: Vec<(f64, f64)> = pts.into_iter().map(|(x, y)| panel.at(x, y)).collect();
+    for w in screen.windows(2) {
+        line(img, w[0], w[1], c, thick, false);
+    }
+}
+
 fn line(img: &mut RgbImage, a: (f64, f64), b: (f64, f64), c: [u8; 3], thick: i64, dot: bool) {
     let n = ((b.0 - a.0).abs().max((b.1 - a.1).abs()).ceil() as i64).max(1);
     for i in 0..=n {
@@ -208,16 +222,7 @@ fn draw(train: &[Vec<String>], val: &[Vec<String>]) -> RgbImage {
         yr: range(pts.iter().map(|p| p.1)),
     };
     frame(&mut img, &top, |v| format!("{:.1e}", 10f64.powf(v)));
-    for w in pts.windows(2) {
-        line(
-            &mut img,
-            top.at(w[0].0, w[0].1),
-            top.at(w[1].0, w[1].1),
-            [170, 170, 170],
-            1,
-            false,
-        );
-    }
+    polyline(&mut img, &top, pts.iter().copied(), [170, 170, 170], 1);
     let k = (pts.len() / 100).max(1);
     let smooth: Vec<(f64, f64)> = (0..pts.len())
         .map(|i| {
@@ -229,16 +234,7 @@ fn draw(train: &[Vec<String>], val: &[Vec<String>]) -> RgbImage {
             )
         })
         .collect();
-    for w in smooth.windows(2) {
-        line(
-            &mut img,
-            top.at(w[0].0, w[0].1),
-            top.at(w[1].0, w[1].1),
-            [0, 0, 0],
-            2,
-            false,
-        );
-    }
+    polyline(&mut img, &top, smooth, [0, 0, 0], 2);
     // validation PSNR per task
     let mut series: Vec<Series> = Vec::new();
     for r in val {
@@ -276,16 +272,7 @@ fn draw(train: &[Vec<String>], val: &[Vec<String>]) -> RgbImage {
             });
             (c, 2)
         };
-        for w in v.windows(2) {
-            line(
-                &mut img,
-                bottom.at(w[0].0, w[0].1),
-                bottom.at(w[1].0, w[1].1),
-                c,
-                thick,
-                false,
-            );
-        }
+        polyline(&mut img, &bottom, v.iter().map(|p| (p.0, p.1)), c, thick);
         if let (Some(a), Some(b)) = (v.first(), v.last()) {
             let (a, b) = (bottom.at(steps.0, a.2), bottom.at(steps.1, b.2));
             line(&mut img, a, b, c, 1, true);
