@@ -75,6 +75,12 @@ pub struct DataConfig {
     pub val_seed: u64,
     /// Loading threads.
     pub workers: usize,
+    /// Photographs (`photos` layout) whose longer side exceeds this are downscaled to it
+    /// before cropping and degrading (training and validation). `null`: used as they are.
+    pub max_side: Option<usize>,
+    /// Keep the decoded training photographs in memory (`photos` layout): 12 bytes per pixel
+    /// each, one decode per photograph instead of one per sample.
+    pub cache_images: bool,
 }
 
 impl Default for DataConfig {
@@ -89,6 +95,8 @@ impl Default for DataConfig {
             val_crops: 4,
             val_seed: 1234,
             workers: 2,
+            max_side: None,
+            cache_images: false,
         }
     }
 }

@@ -214,12 +214,15 @@ fn build_val(config: &ExperimentConfig, entries: Vec<Entry>) -> Result<ValSet> {
         for _ in 0..d.val_crops {
             rep.extend(entries.iter().cloned());
         }
-        RestoreDataset::train(rep, d.val_patch, d.val_seed).with_mode(Mode::Train {
-            patch: d.val_patch,
-            augment: Augment::None,
-        })
+        RestoreDataset::train(rep, d.val_patch, d.val_seed)
+            .with_mode(Mode::Train {
+                patch: d.val_patch,
+                augment: Augment::None,
+            })
+            .with_max_side(d.max_side)
+            .with_cache(true)
     } else {
-        RestoreDataset::test(entries, d.val_seed)
+        RestoreDataset::test(entries, d.val_seed).with_max_side(d.max_side)
     };
     let samples = (0..dataset.len())
         .map(|i| dataset.get(i, 0))
@@ -433,11 +436,15 @@ pub fn train(config: ExperimentConfig, opts: &TrainOptions) -> Result<TrainSumma
         .or_else(|| config.data.root.clone())
         .ok_or_else(|| Error::Config("no data folder: set data.root or pass --data".into()))?;
     let split = split_data(&config, &root)?;
-    let dataset = Arc::new(RestoreDataset::train(
-        split.train,
-        config.patch_size,
-        derive_seed(config.seed, &[STREAM_CROPS]),
-    ));
+    let dataset = Arc::new(
+        RestoreDataset::train(
+            split.train,
+            config.patch_size,
+            derive_seed(config.seed, &[STREAM_CROPS]),
+        )
+        .with_max_side(config.data.max_side)
+        .with_cache(config.data.cache_images),
+    );
     let loader = Loader::new(
         dataset.clone(),
         LoaderConfig {
