@@ -1,39 +1,44 @@
-//! Restores a photograph with a PromptIR-family or DPPD network.
+//! Restores photographs: noise, rain and haze are recognised and removed without being named.
 //!
 //! ```text
-//! cargo run --release --example restore -- INPUT OUTPUT --weights FILE [options]
+//! cargo run --release --example restore -- INPUT OUTPUT [options]
 //! ```
+//! INPUT is an image (PNG or JPEG; 8 or 16 bit, grey, RGB or RGBA) or a folder; OUTPUT is then
+//! an image (`.png`, `.jpg`) or a folder that receives every image of INPUT under the same
+//! relative name (as PNG or JPEG by the input's extension). A file that cannot be read is
+//! reported and skipped, the others are restored, and the exit status is non-zero if any
+//! failed. An output is written only when complete, and an existing one is replaced
+//! atomically: a failure never leaves a partial or truncated file.
+//!
 //! Options:
-//! - `--weights FILE`: `.ckpt`/`.pth` (PromptIR PyTorch), `.safetensors` or `.bpk`;
-//! - `--promptir-config FILE`: the official PromptIR constructor arguments as JSON (the format
-//!   of PromptIR's `config.json`); without it, a configuration stored in the weights file is
-//!   used, else the official PromptIR default;
-//! - `--config FILE`: a dppd `RestorerConfig` JSON instead (e.g. a DPPD network);
+//! - `--weights FILE`: other weights than the built-in default ones: `.bpk` (this crate's, with
+//!   their configuration), `.ckpt`/`.pth` (PromptIR PyTorch) or `.safetensors`;
+//! - `--promptir-config FILE`: the official PromptIR constructor arguments as JSON for
+//!   `--weights` (without it, a configuration stored in the file is used, else the official
+//!   PromptIR default); `--config FILE`: a dppd `RestorerConfig` JSON instead;
 //! - `--device NAME`: `flex` (default), `ndarray`, `wgpu`, `cuda` — those enabled at build time;
-//! - `--samples N` with `--uncertainty FILE`: for a DPPD network, average N restorations with
-//!   sampled prompts and write the per-pixel standard deviation as an image (scaled so that the
-//!   largest deviation is white; the scale is printed);
+//! - `--samples N` [`--uncertainty FILE`]: average N restorations with prompts sampled from
+//!   their distributions (DPPD networks) and write the per-pixel standard deviation as an
+//!   image, scaled so that the largest deviation is white (the scale is printed);
 //! - `--tile N [--overlap M]`: restore in N×N tiles (N a multiple of 8) cross-faded over M
 //!   pixels (default N/8); without `--tile`, tiles are chosen automatically when the image
 //!   would not fit `--memory-budget MB` (default 2048).
-//!
-//! INPUT may be a folder: then OUTPUT is a folder (created if needed) that receives every
-//! image of INPUT under the same relative name; a file that cannot be read is reported and
-//! skipped, the others are restored, and the exit status is non-zero if any failed.
 
-use std::path::{Path, PathBuf};
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use burn::prelude::*;
-use dppd::data::{Image, list_images, read_image, write_image};
+use dppd::data::{Image, read_image, write_image};
 use dppd::model::{PromptIrConfig, Restorer, RestorerConfig, TileConfig};
+use dppd::restore::{FolderEvent, Restoration, RestoreOptions, restore_file, restore_folder};
 use dppd::{Error, Result, device_from_name};
 
 struct Args {
     input: PathBuf,
     output: PathBuf,
-    weights: PathBuf,
+    weights: Option<PathBuf>,
     promptir_config: Option<PathBuf>,
     config: Option<PathBuf>,
     device: String,
@@ -44,8 +49,8 @@ struct Args {
     budget_mb: u64,
 }
 
-const USAGE: &str = "usage: restore INPUT OUTPUT --weights FILE [--promptir-config FILE | --config FILE] \
-[--device flex|ndarray|wgpu|cuda] [--samples N --uncertainty FILE] [--tile N [--overlap M]] \
+const USAGE: &str = "usage: restore INPUT OUTPUT [--weights FILE [--promptir-config FILE | --config FILE]] \
+[--device flex|ndarray|wgpu|cuda] [--samples N [--uncertainty FILE]] [--tile N [--overlap M]] \
 [--memory-budget MB]";
 
 fn parse() -> std::result::Result<Args, String> {
@@ -85,9 +90,11 @@ fn parse() -> std::result::Result<Args, String> {
     let [input, output]: [PathBuf; 2] = pos
         .try_into()
         .map_err(|_| format!("expected INPUT and OUTPUT\n{USAGE}"))?;
-    let weights = weights.ok_or(format!("--weights FILE is required\n{USAGE}"))?;
     if promptir_config.is_some() && config.is_some() {
         return Err("give --promptir-config or --config, not both".into());
+    }
+    if (promptir_config.is_some() || config.is_some()) && weights.is_none() {
+        return Err("--promptir-config and --config describe --weights FILE".into());
     }
     if uncertainty.is_some() && samples < 2 {
         return Err("--uncertainty needs --samples N with N ≥ 2".into());
@@ -110,164 +117,168 @@ fn parse() -> std::result::Result<Args, String> {
     })
 }
 
-/// The configuration: explicit file, else stored in the weights, else PromptIR's default.
-fn resolve_config(a: &Args) -> Result<(RestorerConfig, String)> {
-    if let Some(p) = &a.config {
-        return Ok((RestorerConfig::load(p)?, format!("{}", p.display())));
-    }
-    if let Some(p) = &a.promptir_config {
+/// The network: the built-in default, or `--weights` with its configuration (explicit file,
+/// else stored in the weights, else PromptIR's default).
+fn load_model(a: &Args, device: &Device) -> Result<(Restorer, String)> {
+    let Some(weights) = &a.weights else {
+        return Ok((
+            Restorer::pretrained(device)?,
+            "built-in default weights".into(),
+        ));
+    };
+    let (config, origin) = if let Some(p) = &a.config {
+        (RestorerConfig::load(p)?, format!("{}", p.display()))
+    } else if let Some(p) = &a.promptir_config {
         let c = PromptIrConfig::load(p)?.to_restorer()?;
-        return Ok((c, format!("{} (PromptIR arguments)", p.display())));
-    }
-    if let Some(c) = Restorer::config_in_file(&a.weights)? {
-        return Ok((c, "stored in the weights file".into()));
-    }
-    Ok((
-        RestorerConfig::promptir(),
-        "official PromptIR default".into(),
-    ))
+        (c, format!("{} (PromptIR arguments)", p.display()))
+    } else if let Some(c) = Restorer::config_in_file(weights)? {
+        (c, "stored in the weights file".into())
+    } else {
+        (
+            RestorerConfig::promptir(),
+            "official PromptIR default".into(),
+        )
+    };
+    let model = Restorer::load_weights(&config, weights, device)?;
+    Ok((model, format!("{} (config: {origin})", weights.display())))
 }
 
-/// Restores one file into `output`; returns the tiling used, if any.
-fn restore_file(
-    a: &Args,
-    model: &Restorer,
-    device: &Device,
-    input: &Path,
-    output: &Path,
-) -> Result<()> {
-    let image = read_image(input)?;
-    let t = Instant::now();
-    let tiles = match a.tile {
-        Some(tile) => Some(TileConfig {
-            tile,
-            overlap: a.overlap.unwrap_or(tile / 8),
-        }),
-        None => TileConfig::for_budget(model, image.width, image.height, a.budget_mb << 20),
-    };
-    let x = || image.to_batch_tensor(device);
-    // The prediction needs a whole-image pass; a tiled image is not classified.
-    let prediction = tiles
-        .is_none()
-        .then(|| model.predict_degradation(x()))
-        .flatten();
-    if let Some(p) = prediction.as_ref().and_then(|p| p.first()) {
-        let all: Vec<String> = p.all.iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
+/// A progress bar on standard error, drawn only on a terminal.
+struct Bar {
+    tty: bool,
+}
+
+impl Bar {
+    fn draw(&self, what: &str, done: usize, total: usize) {
+        if !self.tty || total < 2 {
+            return;
+        }
+        let width = 30;
+        let full = done * width / total;
+        eprint!(
+            "\r  [{}{}] {done}/{total} {what}\x1b[K",
+            "#".repeat(full),
+            "-".repeat(width - full)
+        );
+        if done == total {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+/// Prints what happened to one image.
+fn report(r: &Restoration, seconds: f64) {
+    if let Some(d) = &r.degradation {
+        let all: Vec<String> = d.all.iter().map(|(n, p)| format!("{n} {p:.3}")).collect();
         println!(
             "  degradation: {} (p = {:.3}; {})",
-            p.name,
-            p.probability,
+            d.name,
+            d.probability,
             all.join(", ")
         );
     }
-    let (restored, std) = match tiles {
-        Some(tiles) => {
-            if a.samples > 1 {
-                return Err(Error::Config(
-                    "--samples needs whole-image inference; this image is tiled (raise \
-                     --memory-budget)"
-                        .into(),
-                ));
-            }
-            let restored = model.restore_tiled(&image, tiles, device, |done, total| {
-                eprint!("\r  tile {done}/{total}");
-            })?;
-            eprintln!();
-            println!(
-                "  tiled: {0}×{0} tiles, overlap {1}",
-                tiles.tile, tiles.overlap
-            );
-            (restored, None)
-        }
-        None if a.samples > 1 => {
-            let r = model.restore_with_uncertainty(x(), a.samples);
-            (Image::from_tensor(r.mean.squeeze_dim::<3>(0))?, Some(r.std))
-        }
-        None => (
-            Image::from_tensor(model.forward(x()).squeeze_dim::<3>(0))?,
-            None,
-        ),
-    };
-    println!(
-        "  restored {}×{} in {:.2} s",
-        image.width,
-        image.height,
-        t.elapsed().as_secs_f64()
-    );
-    write_image(output, &restored)?;
-    println!("  wrote {}", output.display());
-    if let (Some(path), Some(std)) = (&a.uncertainty, std) {
-        let max = std.clone().max().into_scalar::<f32>();
-        let scaled = if max > 0.0 { std / max } else { std };
-        write_image(path, &Image::from_tensor(scaled.squeeze_dim::<3>(0))?)?;
-        println!(
-            "  wrote {} (per-pixel std over {} samples; white = {max:.4})",
-            path.display(),
-            a.samples
-        );
+    if let Some(t) = r.tiles {
+        println!("  tiled: {0}×{0} tiles, overlap {1}", t.tile, t.overlap);
     }
-    Ok(())
+    println!(
+        "  restored {}×{} in {seconds:.2} s",
+        r.image.width, r.image.height
+    );
 }
 
-/// The (input, output) pairs: one file, or every image of a folder tree.
-fn jobs(a: &Args) -> Result<Vec<(PathBuf, PathBuf)>> {
-    if !a.input.is_dir() {
-        return Ok(vec![(a.input.clone(), a.output.clone())]);
-    }
-    if a.uncertainty.is_some() {
-        return Err(Error::Config(
-            "--uncertainty takes a single input file".into(),
-        ));
-    }
-    let files = list_images(&a.input)?;
-    Ok(files
-        .into_iter()
-        .map(|f| {
-            let rel = f.strip_prefix(&a.input).unwrap_or(&f).to_path_buf();
-            (f, a.output.join(rel))
-        })
-        .collect())
+fn write_uncertainty(path: &PathBuf, std: &Image, samples: usize) -> Result<()> {
+    let max = std.data.iter().fold(0.0f32, |m, &v| m.max(v));
+    let scaled = if max > 0.0 {
+        std.map(|v| v / max)
+    } else {
+        std.clone()
+    };
+    write_image(path, &scaled)?;
+    println!(
+        "  wrote {} (per-pixel std over {samples} samples; white = {max:.4})",
+        path.display()
+    );
+    Ok(())
 }
 
 fn run(a: Args) -> Result<usize> {
     let device = device_from_name(&a.device)?;
-    let jobs = jobs(&a)?;
-    // A single bad input is reported before any heavy work.
-    if let [(input, _)] = jobs.as_slice() {
-        read_image(input)?;
+    let folder = a.input.is_dir();
+    if folder && a.uncertainty.is_some() {
+        return Err(Error::Config(
+            "--uncertainty takes a single input file".into(),
+        ));
     }
-    let (config, origin) = resolve_config(&a)?;
+    // A bad single input is reported before the network is loaded.
+    if !folder {
+        read_image(&a.input)?;
+    }
     let t = Instant::now();
-    let model = Restorer::load_weights(&config, &a.weights, &device)?;
+    let (model, origin) = load_model(&a, &device)?;
     println!(
-        "loaded {} ({} parameters; config: {origin}) on {} in {:.2} s",
-        a.weights.display(),
+        "loaded {origin}: {} parameters, on {} in {:.2} s",
         model.num_params(),
         a.device,
         t.elapsed().as_secs_f64()
     );
-    let mut failed = 0;
-    for (i, (input, output)) in jobs.iter().enumerate() {
-        println!("[{}/{}] {}", i + 1, jobs.len(), input.display());
-        let result = output
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty() && jobs.len() > 1)
-            .map_or(Ok(()), |p| {
-                std::fs::create_dir_all(p).map_err(|source| Error::Io {
-                    path: p.into(),
-                    source,
-                })
-            })
-            .and_then(|()| restore_file(&a, &model, &device, input, output));
-        if let Err(e) = result {
-            eprintln!("error: {e}");
-            failed += 1;
+    let options = RestoreOptions {
+        tiles: a.tile.map(|tile| TileConfig {
+            tile,
+            overlap: a.overlap.unwrap_or(tile / 8),
+        }),
+        memory_budget: a.budget_mb << 20,
+        samples: a.samples,
+    };
+    let bar = Bar {
+        tty: std::io::stderr().is_terminal(),
+    };
+    if !folder {
+        let t = Instant::now();
+        let r = restore_file(&model, &a.input, &a.output, &options, &device, |d, n| {
+            bar.draw("tiles", d, n)
+        })?;
+        report(&r, t.elapsed().as_secs_f64());
+        println!("  wrote {}", a.output.display());
+        if let (Some(path), Some(std)) = (&a.uncertainty, &r.uncertainty) {
+            write_uncertainty(path, std, a.samples)?;
         }
+        return Ok(0);
     }
-    if jobs.len() > 1 {
-        println!("{} restored, {failed} failed", jobs.len() - failed);
+    let mut started = Instant::now();
+    let report_run = restore_folder(
+        &model,
+        &a.input,
+        &a.output,
+        &options,
+        &device,
+        |e| match e {
+            FolderEvent::Started {
+                index,
+                total,
+                input,
+            } => {
+                started = Instant::now();
+                println!("[{}/{total}] {}", index + 1, input.display());
+            }
+            FolderEvent::Tile { done, total } => bar.draw("tiles", done, total),
+            FolderEvent::Finished { output, result, .. } => match result {
+                Ok(r) => {
+                    report(r, started.elapsed().as_secs_f64());
+                    println!("  wrote {}", output.display());
+                }
+                Err(e) => eprintln!("  error: {e}"),
+            },
+        },
+    )?;
+    println!(
+        "{} restored, {} failed",
+        report_run.restored.len(),
+        report_run.failed.len()
+    );
+    for (file, e) in &report_run.failed {
+        eprintln!("failed: {}: {e}", file.display());
     }
-    Ok(failed)
+    Ok(report_run.failed.len())
 }
 
 fn main() -> ExitCode {

@@ -12,6 +12,7 @@ mod error;
 pub mod eval;
 pub mod model;
 pub mod prompt;
+pub mod restore;
 #[cfg(test)]
 mod test_util;
 pub mod train;

@@ -193,20 +193,7 @@ pub fn write_image(path: impl AsRef<Path>, image: &Image) -> Result<()> {
 /// [`write_image`] with an explicit JPEG quality (1–100; ignored for PNG).
 pub fn write_image_with_quality(path: impl AsRef<Path>, image: &Image, quality: u8) -> Result<()> {
     let path = path.as_ref();
-    let ext = path
-        .extension()
-        .map(|e| e.to_string_lossy().to_lowercase())
-        .unwrap_or_default();
-    let jpeg = match ext.as_str() {
-        "png" => false,
-        "jpg" | "jpeg" => true,
-        _ => {
-            return Err(image_err(
-                path,
-                "unsupported output extension: use .png, .jpg or .jpeg",
-            ));
-        }
-    };
+    let jpeg = output_is_jpeg(path)?;
     if !(1..=100).contains(&quality) {
         return Err(Error::Config(format!(
             "JPEG quality must be in 1..=100, got {quality}"
@@ -214,6 +201,23 @@ pub fn write_image_with_quality(path: impl AsRef<Path>, image: &Image, quality: 
     }
     let bytes = encode(image, jpeg, quality).map_err(|reason| image_err(path, reason))?;
     crate::atomic::write_bytes(path, &bytes)
+}
+
+/// Whether an output path names a JPEG (`.jpg`, `.jpeg`) or a PNG file; an error for any
+/// other extension, so that callers can refuse an output before any work.
+pub(crate) fn output_is_jpeg(path: &Path) -> Result<bool> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "png" => Ok(false),
+        "jpg" | "jpeg" => Ok(true),
+        _ => Err(image_err(
+            path,
+            "unsupported output extension: use .png, .jpg or .jpeg",
+        )),
+    }
 }
 
 /// Encodes to PNG or JPEG bytes in memory.

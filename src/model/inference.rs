@@ -3,8 +3,19 @@
 
 use burn::prelude::*;
 
-use super::Restorer;
+use super::{Restorer, SiteOutput};
 use crate::prompt::PromptSampling;
+
+/// The DPA probabilities averaged over the DPPD sites of one forward pass (`None` without
+/// any).
+pub(crate) fn mean_site_probabilities(sites: Vec<SiteOutput>) -> Option<Tensor<2>> {
+    let n = sites.len();
+    sites
+        .into_iter()
+        .map(|s| s.aux.probs)
+        .reduce(|a, b| a + b)
+        .map(|sum| sum / n as f64)
+}
 
 /// The degradation a DPPD network recognises in one image.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,19 +46,17 @@ impl Restorer {
     /// - input `[B, C, H, W]`
     /// - output `[B, K]`
     pub fn degradation_probabilities(&self, x: Tensor<4>) -> Option<Tensor<2>> {
-        let out = self.forward_with(x, Some(PromptSampling::Mean));
-        let n = out.sites.len();
-        out.sites
-            .into_iter()
-            .map(|s| s.aux.probs)
-            .reduce(|a, b| a + b)
-            .map(|sum| sum / n as f64)
+        mean_site_probabilities(self.forward_with(x, Some(PromptSampling::Mean)).sites)
     }
 
     /// The predicted degradation of every image of the batch, with probabilities; `None` for a
     /// network without DPPD sites.
     pub fn predict_degradation(&self, x: Tensor<4>) -> Option<Vec<DegradationPrediction>> {
-        let probs = self.degradation_probabilities(x)?;
+        self.predictions(self.degradation_probabilities(x)?)
+    }
+
+    /// Names the most probable prototype of each row of `probs` (`[B, K]`).
+    pub(crate) fn predictions(&self, probs: Tensor<2>) -> Option<Vec<DegradationPrediction>> {
         let [b, k] = probs.dims();
         let v: Vec<f32> = probs
             .into_data()

@@ -7,6 +7,8 @@ mod network;
 mod tiled;
 
 pub use config::{PromptIrConfig, PromptSiteConfig, RestorerConfig};
+pub(crate) use inference::mean_site_probabilities;
 pub use inference::{DegradationPrediction, UncertainRestoration};
 pub use network::{Restorer, RestorerOutput, SiteOutput};
 pub use tiled::TileConfig;
+pub(crate) use tiled::blend_tiles;

@@ -122,47 +122,74 @@ impl Restorer {
         image: &Image,
         tiles: TileConfig,
         device: &Device,
-        mut progress: impl FnMut(usize, usize),
+        progress: impl FnMut(usize, usize),
     ) -> Result<Image> {
-        tiles.validate()?;
-        let (w, h) = (image.width, image.height);
-        let (tw, th) = (tiles.tile.min(w), tiles.tile.min(h));
-        let xs = tile_origins(w, tw, tiles.overlap);
-        let ys = tile_origins(h, th, tiles.overlap);
-        let total = xs.len() * ys.len();
-        let mut acc = vec![0.0f32; 3 * w * h];
-        let mut weight = vec![0.0f32; w * h];
-        let mut done = 0;
-        for &y0 in &ys {
-            let wy = ramp(th, y0, h, tiles.overlap);
-            for &x0 in &xs {
-                let wx = ramp(tw, x0, w, tiles.overlap);
-                let crop = image.crop(x0, y0, tw, th)?;
-                let out = self.forward(crop.to_batch_tensor(device));
+        let mut out = blend_tiles(image, tiles, device, progress, |x| {
+            Ok(vec![self.forward(x)])
+        })?;
+        Ok(out.remove(0))
+    }
+}
+
+/// Runs `f` on every tile of `image` and blends each of the images `f` returns (all of the
+/// tile's size, and as many for every tile) over the whole frame, in that order.
+pub(crate) fn blend_tiles(
+    image: &Image,
+    tiles: TileConfig,
+    device: &Device,
+    mut progress: impl FnMut(usize, usize),
+    mut f: impl FnMut(Tensor<4>) -> Result<Vec<Tensor<4>>>,
+) -> Result<Vec<Image>> {
+    tiles.validate()?;
+    let (w, h) = (image.width, image.height);
+    let (tw, th) = (tiles.tile.min(w), tiles.tile.min(h));
+    let xs = tile_origins(w, tw, tiles.overlap);
+    let ys = tile_origins(h, th, tiles.overlap);
+    let total = xs.len() * ys.len();
+    let mut acc: Vec<Vec<f32>> = Vec::new();
+    let mut weight = vec![0.0f32; w * h];
+    let mut done = 0;
+    for &y0 in &ys {
+        let wy = ramp(th, y0, h, tiles.overlap);
+        for &x0 in &xs {
+            let wx = ramp(tw, x0, w, tiles.overlap);
+            let crop = image.crop(x0, y0, tw, th)?;
+            let outs = f(crop.to_batch_tensor(device))?;
+            if acc.is_empty() {
+                acc = vec![vec![0.0f32; 3 * w * h]; outs.len()];
+            }
+            for (k, out) in outs.into_iter().enumerate() {
                 let out: Vec<f32> = out
                     .into_data()
                     .convert::<f32>()
                     .try_into_vec::<f32>()
                     .map_err(|e| Error::Config(format!("cannot read a tile back: {e:?}")))?;
+                let acc = &mut acc[k];
                 for (ty, &ry) in wy.iter().enumerate() {
                     let row = (y0 + ty) * w + x0;
                     for (tx, &rx) in wx.iter().enumerate() {
-                        let k = ry * rx;
-                        weight[row + tx] += k;
+                        let r = ry * rx;
+                        if k == 0 {
+                            weight[row + tx] += r;
+                        }
                         for c in 0..3 {
-                            acc[c * w * h + row + tx] += k * out[(c * th + ty) * tw + tx];
+                            acc[c * w * h + row + tx] += r * out[(c * th + ty) * tw + tx];
                         }
                     }
                 }
-                done += 1;
-                progress(done, total);
             }
+            done += 1;
+            progress(done, total);
         }
-        for (i, v) in acc.iter_mut().enumerate() {
-            *v /= weight[i % (w * h)];
-        }
-        Image::from_planar(w, h, acc)
     }
+    acc.into_iter()
+        .map(|mut a| {
+            for (i, v) in a.iter_mut().enumerate() {
+                *v /= weight[i % (w * h)];
+            }
+            Image::from_planar(w, h, a)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,271 @@
+//! Restoring photographs end to end: an [`Image`], a file or a folder in; the restored image,
+//! the degradation the network recognised and (on request) an uncertainty map out — on any
+//! size, within a memory budget, never leaving a partial output behind.
+//!
+//! ```no_run
+//! use dppd::model::Restorer;
+//! use dppd::restore::{RestoreOptions, restore_file};
+//!
+//! let device = burn::prelude::Device::flex();
+//! let model = Restorer::pretrained(&device)?;
+//! let r = restore_file(&model, "rainy.jpg", "restored.png", &RestoreOptions::default(), &device, |_, _| {})?;
+//! if let Some(d) = r.degradation {
+//!     println!("{} (p = {:.2})", d.name, d.probability);
+//! }
+//! # Ok::<(), dppd::Error>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+
+use crate::data::{Image, io::output_is_jpeg, list_images, read_image, write_image};
+use crate::model::{
+    DegradationPrediction, Restorer, TileConfig, blend_tiles, mean_site_probabilities,
+};
+use crate::prompt::PromptSampling;
+use crate::{Error, Result};
+
+/// How to restore.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RestoreOptions {
+    /// Explicit tiling; `None` restores the whole image at once unless it would not fit
+    /// [`memory_budget`](Self::memory_budget), in which case tiles are chosen by
+    /// [`TileConfig::for_budget`].
+    pub tiles: Option<TileConfig>,
+    /// Peak memory allowed for one restoration, in bytes (default 2 GiB). Used only to choose
+    /// tiles automatically.
+    pub memory_budget: u64,
+    /// Restorations averaged (default 1). With more than one, every restoration samples the
+    /// DPPD prompts from their distributions, and the per-pixel standard deviation is returned
+    /// as [`Restoration::uncertainty`]. Works with tiles too.
+    pub samples: usize,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        Self {
+            tiles: None,
+            memory_budget: 2 << 30,
+            samples: 1,
+        }
+    }
+}
+
+/// The outcome of one restoration.
+#[derive(Debug, Clone)]
+pub struct Restoration {
+    /// The restored image (same size as the input).
+    pub image: Image,
+    /// Per-pixel standard deviation between the samples (only with `samples > 1`), unscaled.
+    pub uncertainty: Option<Image>,
+    /// The degradation the network's prototype assignment recognised (DPPD networks only). A
+    /// tiled image is classified on its centre [`PREDICTION_CROP`]² crop, at full resolution.
+    pub degradation: Option<DegradationPrediction>,
+    /// The tiling used, `None` for whole-image inference.
+    pub tiles: Option<TileConfig>,
+}
+
+/// Side of the centre crop on which a tiled image's degradation is predicted.
+pub const PREDICTION_CROP: usize = 512;
+
+impl Restorer {
+    /// Restores one image (see [`RestoreOptions`]). `progress(done, total)` is called after
+    /// every tile (once, `(1, 1)`, without tiling).
+    pub fn restore_image(
+        &self,
+        image: &Image,
+        options: &RestoreOptions,
+        device: &Device,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<Restoration> {
+        if options.samples == 0 {
+            return Err(Error::Config("samples must be at least 1".into()));
+        }
+        if let Some(t) = options.tiles {
+            t.validate()?;
+        }
+        let (w, h) = (image.width, image.height);
+        let tiles = match options.tiles {
+            Some(t) if t.tile < w.max(h) => Some(t),
+            Some(_) => None,
+            None => TileConfig::for_budget(self, w, h, options.memory_budget),
+        };
+        let samples = options.samples;
+        let per_tile = |x: Tensor<4>| -> Result<Vec<Tensor<4>>> {
+            Ok(if samples > 1 {
+                let r = self.restore_with_uncertainty(x, samples);
+                vec![r.mean, r.std]
+            } else {
+                vec![self.forward_with(x, Some(PromptSampling::Mean)).image]
+            })
+        };
+        let single = |t: Tensor<4>| Image::from_tensor(t.squeeze_dim::<3>(0));
+        match tiles {
+            Some(t) => {
+                let mut out = blend_tiles(image, t, device, progress, per_tile)?.into_iter();
+                let restored = out.next().expect("one output per tile");
+                let side = PREDICTION_CROP.min(w).min(h);
+                let crop = image.crop((w - side) / 2, (h - side) / 2, side, side)?;
+                let degradation = self
+                    .predict_degradation(crop.to_batch_tensor(device))
+                    .and_then(|v| v.into_iter().next());
+                Ok(Restoration {
+                    image: restored,
+                    uncertainty: out.next(),
+                    degradation,
+                    tiles: Some(t),
+                })
+            }
+            None if samples > 1 => {
+                let x = image.to_batch_tensor(device);
+                let degradation = self
+                    .predict_degradation(x.clone())
+                    .and_then(|v| v.into_iter().next());
+                let r = self.restore_with_uncertainty(x, samples);
+                progress(1, 1);
+                Ok(Restoration {
+                    image: single(r.mean)?,
+                    uncertainty: Some(single(r.std)?),
+                    degradation,
+                    tiles: None,
+                })
+            }
+            None => {
+                let out =
+                    self.forward_with(image.to_batch_tensor(device), Some(PromptSampling::Mean));
+                let degradation = mean_site_probabilities(out.sites)
+                    .and_then(|p| self.predictions(p))
+                    .and_then(|v| v.into_iter().next());
+                progress(1, 1);
+                Ok(Restoration {
+                    image: single(out.image)?,
+                    uncertainty: None,
+                    degradation,
+                    tiles: None,
+                })
+            }
+        }
+    }
+}
+
+/// Reads `input`, restores it and writes the result to `output` (`.png`, `.jpg` or `.jpeg`).
+///
+/// Nothing is written unless the whole job succeeds, and the output is replaced atomically
+/// (a temporary file renamed over it): an unreadable input, an unsupported output extension
+/// or a failed restoration leaves an existing `output` untouched. The output extension is
+/// checked before any work. The uncertainty map, if any, is returned, not written.
+pub fn restore_file(
+    model: &Restorer,
+    input: impl AsRef<Path>,
+    output: impl AsRef<Path>,
+    options: &RestoreOptions,
+    device: &Device,
+    progress: impl FnMut(usize, usize),
+) -> Result<Restoration> {
+    let (input, output) = (input.as_ref(), output.as_ref());
+    output_is_jpeg(output)?;
+    let image = read_image(input)?;
+    let r = model.restore_image(&image, options, device, progress)?;
+    write_image(output, &r.image)?;
+    Ok(r)
+}
+
+/// What [`restore_folder`] reports while it works.
+#[derive(Debug)]
+pub enum FolderEvent<'a> {
+    /// File `index` (from 0) of `total` is starting.
+    Started {
+        /// Position in the run.
+        index: usize,
+        /// Files in the run.
+        total: usize,
+        /// The input file.
+        input: &'a Path,
+    },
+    /// A tile of the current file is done.
+    Tile {
+        /// Tiles done.
+        done: usize,
+        /// Tiles of this file.
+        total: usize,
+    },
+    /// The current file is done (restored and written) or failed.
+    Finished {
+        /// The input file.
+        input: &'a Path,
+        /// Where its restoration goes.
+        output: &'a Path,
+        /// The restoration, or why it failed.
+        result: std::result::Result<&'a Restoration, &'a Error>,
+    },
+}
+
+/// The outcome of a folder run.
+#[derive(Debug, Default)]
+pub struct FolderReport {
+    /// `(input, output)` of every restored file.
+    pub restored: Vec<(PathBuf, PathBuf)>,
+    /// Every file that failed, with the reason; its output was not written.
+    pub failed: Vec<(PathBuf, Error)>,
+}
+
+/// Restores every image of the folder tree `input` (the files [`list_images`] finds) into
+/// `output` under the same relative names, creating folders as needed. A file that fails is
+/// reported in [`FolderReport::failed`] and the others are still restored; the function itself
+/// fails only when the folders cannot be listed or created. Files already under `output`
+/// (when it lies inside `input`) are skipped, so a rerun does not restore its own results.
+pub fn restore_folder(
+    model: &Restorer,
+    input: impl AsRef<Path>,
+    output: impl AsRef<Path>,
+    options: &RestoreOptions,
+    device: &Device,
+    mut events: impl FnMut(FolderEvent<'_>),
+) -> Result<FolderReport> {
+    let (input, output) = (input.as_ref(), output.as_ref());
+    if output.is_file() {
+        return Err(Error::Config(format!(
+            "{} is a file; a folder input needs an output folder",
+            output.display()
+        )));
+    }
+    let files: Vec<PathBuf> = list_images(input)?
+        .into_iter()
+        .filter(|f| !f.starts_with(output))
+        .collect();
+    let mut report = FolderReport::default();
+    let total = files.len();
+    for (index, file) in files.iter().enumerate() {
+        events(FolderEvent::Started {
+            index,
+            total,
+            input: file,
+        });
+        let rel = file.strip_prefix(input).unwrap_or(file);
+        let target = output.join(rel);
+        let result = target
+            .parent()
+            .map_or(Ok(()), |dir| {
+                std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })
+            })
+            .and_then(|()| {
+                restore_file(model, file, &target, options, device, |done, total| {
+                    events(FolderEvent::Tile { done, total })
+                })
+            });
+        events(FolderEvent::Finished {
+            input: file,
+            output: &target,
+            result: result.as_ref(),
+        });
+        match result {
+            Ok(_) => report.restored.push((file.clone(), target)),
+            Err(e) => report.failed.push((file.clone(), e)),
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,402 @@
+//! Restoring files as users do: a corpus of broken and unusual files, folder runs, outputs
+//! that are never left partial, tiles without seams, and the built-in default weights.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use common::train::temp_dir;
+use dppd::data::{Image, read_image, write_image};
+use dppd::degrade::{GaussianNoise, rng_from_seed};
+use dppd::eval::psnr;
+use dppd::model::{Restorer, RestorerConfig, TileConfig};
+use dppd::restore::{FolderEvent, RestoreOptions, restore_file, restore_folder};
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A PNG whose header claims 100000×100000 RGB pixels (with valid checksums).
+fn gigantic_png() -> Vec<u8> {
+    let chunk = |tag: &[u8], body: &[u8]| {
+        let mut v = (body.len() as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(tag);
+        v.extend_from_slice(body);
+        let mut crc_in = tag.to_vec();
+        crc_in.extend_from_slice(body);
+        v.extend_from_slice(&crc32(&crc_in).to_be_bytes());
+        v
+    };
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &ihdr));
+    png.extend(chunk(
+        b"IDAT",
+        &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    ));
+    png.extend(chunk(b"IEND", &[]));
+    png
+}
+
+fn encoded(img: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, format).unwrap();
+    out.into_inner()
+}
+
+fn gradient(w: u32, h: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([
+            (x * 255 / w) as u8,
+            (y * 255 / h) as u8,
+            ((x + y) % 256) as u8,
+        ])
+    })
+}
+
+/// The corpus: (file name, contents, the fragment its error must contain, or `None` when it
+/// must restore, with its size).
+fn corpus() -> Vec<(&'static str, Vec<u8>, Result<(u32, u32), &'static str>)> {
+    use image::{DynamicImage, ImageFormat};
+    let png = encoded(DynamicImage::ImageRgb8(gradient(40, 24)), ImageFormat::Png);
+    let jpg = encoded(DynamicImage::ImageRgb8(gradient(40, 24)), ImageFormat::Jpeg);
+    let gray16 = image::ImageBuffer::<image::Luma<u16>, _>::from_fn(20, 12, |x, y| {
+        image::Luma([(x * 3000 + y * 100) as u16])
+    });
+    let gray8 = image::GrayImage::from_fn(17, 9, |x, y| image::Luma([(x * 13 + y) as u8]));
+    let rgba = image::RgbaImage::from_fn(23, 11, |x, y| {
+        image::Rgba([x as u8 * 9, y as u8 * 20, 100, (x * 11) as u8])
+    });
+    let one = image::RgbImage::from_pixel(1, 1, image::Rgb([200, 100, 50]));
+    vec![
+        ("zero-bytes.png", Vec::new(), Err("empty file")),
+        (
+            "truncated.png",
+            png[..png.len() / 2].to_vec(),
+            Err("truncated PNG"),
+        ),
+        (
+            "truncated.jpg",
+            jpg[..jpg.len() * 2 / 3].to_vec(),
+            Err("truncated JPEG"),
+        ),
+        ("gigantic.png", gigantic_png(), Err("100000×100000")),
+        (
+            "notes.jpg",
+            b"shopping list: milk, eggs\n".to_vec(),
+            Err("not a PNG or JPEG"),
+        ),
+        (
+            "gray16.png",
+            encoded(DynamicImage::ImageLuma16(gray16), ImageFormat::Png),
+            Ok((20, 12)),
+        ),
+        (
+            "gray.png",
+            encoded(DynamicImage::ImageLuma8(gray8), ImageFormat::Png),
+            Ok((17, 9)),
+        ),
+        (
+            "alpha.png",
+            encoded(DynamicImage::ImageRgba8(rgba), ImageFormat::Png),
+            Ok((23, 11)),
+        ),
+        (
+            "one-pixel.png",
+            encoded(DynamicImage::ImageRgb8(one), ImageFormat::Png),
+            Ok((1, 1)),
+        ),
+        ("photo.jpg", jpg, Ok((40, 24))),
+    ]
+}
+
+fn small_model(device: &Device) -> Restorer {
+    RestorerConfig::dppd_small().init(device)
+}
+
+const SENTINEL: &[u8] = b"an earlier result that must survive";
+
+#[test]
+fn every_file_of_the_corpus_is_restored_or_refused_without_touching_the_output() {
+    let device = Device::flex();
+    let model = small_model(&device);
+    let dir = temp_dir("restore-corpus");
+    let options = RestoreOptions::default();
+    for (name, bytes, expect) in corpus() {
+        let input = dir.join(name);
+        fs::write(&input, &bytes).unwrap();
+        // an output that exists already
+        let output = dir.join(format!("{name}.out.png"));
+        fs::write(&output, SENTINEL).unwrap();
+        let result = restore_file(&model, &input, &output, &options, &device, |_, _| {});
+        match (result, expect) {
+            (Ok(r), Ok((w, h))) => {
+                assert_eq!((r.image.width, r.image.height), (w as usize, h as usize));
+                let back = read_image(&output).unwrap();
+                assert_eq!(
+                    (back.width, back.height),
+                    (w as usize, h as usize),
+                    "{name}"
+                );
+                assert!(
+                    r.degradation.is_some(),
+                    "{name}: a DPPD network names a degradation"
+                );
+            }
+            (Err(e), Err(fragment)) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(name),
+                    "{name}: the error names the file: {msg}"
+                );
+                assert!(msg.contains(fragment), "{name}: {msg}");
+                assert_eq!(
+                    fs::read(&output).unwrap(),
+                    SENTINEL,
+                    "{name}: output touched"
+                );
+                // and a fresh output is not created
+                let fresh = dir.join(format!("{name}.fresh.png"));
+                assert!(
+                    restore_file(&model, &input, &fresh, &options, &device, |_, _| {}).is_err()
+                );
+                assert!(!fresh.exists(), "{name}: an output was created");
+            }
+            (Ok(_), Err(f)) => panic!("{name} restored, expected an error with {f:?}"),
+            (Err(e), Ok(_)) => panic!("{name}: unexpected error {e}"),
+        }
+    }
+    // a missing input, and an output format that is not supported: refused, nothing written
+    let e = restore_file(
+        &model,
+        dir.join("absent.png"),
+        dir.join("x.png"),
+        &options,
+        &device,
+        |_, _| {},
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("absent.png"), "{e}");
+    let bmp = dir.join("photo.bmp");
+    let e = restore_file(
+        &model,
+        dir.join("photo.jpg"),
+        &bmp,
+        &options,
+        &device,
+        |_, _| {},
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("unsupported output extension"),
+        "{e}"
+    );
+    assert!(!bmp.exists());
+    // no temporary file is left behind by any of the failures
+    let leftovers: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains(".tmp-"))
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_folder_run_reports_the_bad_files_and_restores_the_others() {
+    let device = Device::flex();
+    let model = small_model(&device);
+    let root = temp_dir("restore-folder");
+    let input = root.join("in");
+    fs::create_dir_all(input.join("nested")).unwrap();
+    let corpus = corpus();
+    for (i, (name, bytes, _)) in corpus.iter().enumerate() {
+        // half of the files one folder down, to check that relative names are kept
+        let sub = if i % 2 == 0 { "" } else { "nested" };
+        fs::write(input.join(sub).join(name), bytes).unwrap();
+    }
+    let output = root.join("out");
+    let (mut started, mut finished) = (0, 0);
+    let report = restore_folder(
+        &model,
+        &input,
+        &output,
+        &RestoreOptions::default(),
+        &device,
+        |e| match e {
+            FolderEvent::Started { total, .. } => {
+                assert_eq!(total, corpus.len());
+                started += 1;
+            }
+            FolderEvent::Finished { .. } => finished += 1,
+            FolderEvent::Tile { .. } => {}
+        },
+    )
+    .unwrap();
+    assert_eq!((started, finished), (corpus.len(), corpus.len()));
+    let good = corpus.iter().filter(|c| c.2.is_ok()).count();
+    assert_eq!(report.restored.len(), good);
+    assert_eq!(report.failed.len(), corpus.len() - good);
+    for (i, (name, _, expect)) in corpus.iter().enumerate() {
+        let sub = if i % 2 == 0 { "" } else { "nested" };
+        let out = output.join(sub).join(name);
+        match expect {
+            Ok((w, h)) => {
+                let img = read_image(&out).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!((img.width, img.height), (*w as usize, *h as usize));
+            }
+            Err(_) => {
+                assert!(!out.exists(), "{name}: written although it failed");
+                assert!(report.failed.iter().any(|(p, _)| p.ends_with(name)));
+            }
+        }
+    }
+    // a rerun into a folder inside the input does not restore its own results
+    let inner = input.join("restored");
+    let first = restore_folder(
+        &model,
+        &input,
+        &inner,
+        &RestoreOptions::default(),
+        &device,
+        |_| {},
+    )
+    .unwrap();
+    let second = restore_folder(
+        &model,
+        &input,
+        &inner,
+        &RestoreOptions::default(),
+        &device,
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(first.restored.len(), second.restored.len());
+    fs::remove_dir_all(&root).ok();
+}
+
+fn photo(name: &str) -> Image {
+    read_image(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("assets/photos")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn noisy(clean: &Image, sigma: f32, seed: u64) -> Image {
+    GaussianNoise::new(sigma).apply(clean, &mut rng_from_seed(seed))
+}
+
+/// The built-in weights restore a photograph they never saw (it is held out of their
+/// training set): a noisy crop gains PSNR, and the degradation is recognised.
+#[test]
+fn the_default_weights_denoise_a_photograph_they_never_saw() {
+    let device = Device::flex();
+    let model = Restorer::pretrained(&device).unwrap();
+    let clean = photo("chelsea.png").crop(120, 40, 160, 160).unwrap();
+    let input = noisy(&clean, 25.0, 7);
+    let r = model
+        .restore_image(&input, &RestoreOptions::default(), &device, |_, _| {})
+        .unwrap();
+    let before = psnr(&input, &clean).unwrap();
+    let after = psnr(&r.image, &clean).unwrap();
+    assert!(after > before + 4.0, "PSNR {before:.2} → {after:.2} dB");
+    let d = r.degradation.unwrap();
+    assert_eq!(d.name, "noise", "{d:?}");
+}
+
+/// Tiles blended with the default overlap give the whole-image result within 0.05 dB on a
+/// photograph, and an uncertainty map is produced through tiles too.
+#[test]
+fn tiled_restoration_matches_whole_image_restoration() {
+    let device = Device::flex();
+    let model = Restorer::pretrained(&device).unwrap();
+    let clean = photo("coffee.png").crop(0, 0, 320, 224).unwrap();
+    let input = noisy(&clean, 25.0, 3);
+    let whole = model
+        .restore_image(&input, &RestoreOptions::default(), &device, |_, _| {})
+        .unwrap();
+    assert!(whole.tiles.is_none());
+    let mut calls = Vec::new();
+    let tiles = TileConfig {
+        tile: 128,
+        overlap: 32,
+    };
+    let options = RestoreOptions {
+        tiles: Some(tiles),
+        ..RestoreOptions::default()
+    };
+    let tiled = model
+        .restore_image(&input, &options, &device, |d, n| calls.push((d, n)))
+        .unwrap();
+    assert_eq!(tiled.tiles, Some(tiles));
+    assert_eq!(calls.last(), Some(&(6, 6)), "3 × 2 tiles");
+    let (pw, pt) = (
+        psnr(&whole.image, &clean).unwrap(),
+        psnr(&tiled.image, &clean).unwrap(),
+    );
+    assert!(
+        (pw - pt).abs() <= 0.05,
+        "whole {pw:.3} dB, tiled {pt:.3} dB"
+    );
+    let agreement = psnr(&tiled.image, &whole.image).unwrap();
+    assert!(agreement > 40.0, "tiled vs whole: {agreement:.2} dB");
+
+    let sampled = model
+        .restore_image(
+            &input,
+            &RestoreOptions {
+                samples: 3,
+                ..options
+            },
+            &device,
+            |_, _| {},
+        )
+        .unwrap();
+    let u = sampled.uncertainty.unwrap();
+    assert_eq!((u.width, u.height), (320, 224));
+    assert!(u.data.iter().all(|v| v.is_finite() && *v >= 0.0));
+    assert!(u.data.iter().any(|&v| v > 0.0), "sampled prompts differ");
+}
+
+/// A memory budget too small for the whole image makes the restoration tile by itself.
+#[test]
+fn a_small_memory_budget_selects_tiles() {
+    let device = Device::flex();
+    let model = small_model(&device);
+    let input = Image::filled(200, 150, [0.3, 0.5, 0.7]);
+    let options = RestoreOptions {
+        memory_budget: 80 << 20,
+        ..RestoreOptions::default()
+    };
+    let r = model
+        .restore_image(&input, &options, &device, |_, _| {})
+        .unwrap();
+    let t = r.tiles.expect("tiled");
+    assert!(t.tile < 200, "{t:?}");
+    let dir = temp_dir("restore-write");
+    let out = dir.join("flat.jpg");
+    write_image(&out, &r.image).unwrap();
+    assert_eq!(read_image(&out).unwrap().width, 200);
+    fs::remove_dir_all(&dir).ok();
+}
