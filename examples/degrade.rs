@@ -2,7 +2,12 @@
 //!
 //! ```text
 //! cargo run --release --example degrade -- PHOTO OUT.png [--seed N] [--depth DEPTH.png] [--tile W]
+//! cargo run --release --example degrade -- PHOTO OUT.png --task TASK [--seed N] [--depth DEPTH.png]
 //! ```
+//!
+//! With `--task` (`denoise_25`, `derain`, `dehaze`, … as in training configurations), the
+//! photograph is written at full size, degraded as that task trains — the test inputs of
+//! `assets/demo/` were made so.
 //!
 //! The photo is first box-downscaled to tiles `W` pixels wide (default 232), then degraded at
 //! that size, so every effect shows at the scale it is displayed. A depth map for the haze
@@ -15,7 +20,7 @@ use std::process::ExitCode;
 use dppd::data::{Image, read_depth, read_image, write_image};
 use dppd::degrade::{
     Composite, DefocusBlur, Degradation, DepthMap, GaussianNoise, Haze, Jpeg, LowLight, MotionBlur,
-    Rain, derive_seed, rng_from_seed,
+    Rain, Task, derive_seed, rng_from_seed,
 };
 
 const COLUMNS: usize = 4;
@@ -33,6 +38,7 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
     let (mut photo, mut out, mut seed, mut depth_path, mut tile_w) = (None, None, 0u64, None, 232);
+    let mut task: Option<Task> = None;
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
@@ -42,13 +48,16 @@ fn run() -> Result<(), String> {
                     .map_err(|e| format!("--seed: {e}"))?
             }
             "--depth" => depth_path = Some(PathBuf::from(value("--depth")?)),
+            "--task" => task = Some(value("--task")?.parse().map_err(|e| format!("{e}"))?),
             "--tile" => {
                 tile_w = value("--tile")?
                     .parse()
                     .map_err(|e| format!("--tile: {e}"))?
             }
             "-h" | "--help" => {
-                println!("usage: degrade PHOTO OUT.png [--seed N] [--depth DEPTH.png] [--tile W]");
+                println!(
+                    "usage: degrade PHOTO OUT.png [--seed N] [--depth DEPTH.png] [--tile W | --task TASK]"
+                );
                 return Ok(());
             }
             _ if photo.is_none() => photo = Some(PathBuf::from(a)),
@@ -58,7 +67,8 @@ fn run() -> Result<(), String> {
     }
     let (Some(photo), Some(out)) = (photo, out) else {
         return Err(
-            "usage: degrade PHOTO OUT.png [--seed N] [--depth DEPTH.png] [--tile W]".into(),
+            "usage: degrade PHOTO OUT.png [--seed N] [--depth DEPTH.png] [--tile W | --task TASK]"
+                .into(),
         );
     };
     let full = read_image(&photo).map_err(|e| e.to_string())?;
@@ -67,6 +77,17 @@ fn run() -> Result<(), String> {
         Some(p) => Some(read_depth(p).map_err(|e| e.to_string())?),
         None => None,
     };
+    if let Some(task) = task {
+        let depth = depth.map(|d| d.resized(full.width, full.height));
+        let degraded = task.degradation().apply_with_depth(
+            &full,
+            depth.as_ref(),
+            &mut rng_from_seed(derive_seed(seed, &[task.label() as u64])),
+        );
+        write_image(&out, &degraded).map_err(|e| e.to_string())?;
+        println!("wrote {} ({task}, seed {seed})", out.display());
+        return Ok(());
+    }
     let tile_w = tile_w.clamp(64, full.width.max(64));
     let tile_h = (full.height * tile_w / full.width).max(1);
     let clean = full.resized(tile_w, tile_h);

@@ -4,7 +4,8 @@
 //! ```text
 //! cargo run --release --features ndarray --example evaluate -- \
 //!     --model FILE --data DIR --out DIR [--tasks denoise_15,denoise_25,denoise_50,derain,dehaze]
-//!     [--pairs TASK:DEGRADED_DIR:CLEAN_DIR]... [--seed N] [--crop N] [--device flex]
+//!     [--pairs TASK:DEGRADED_DIR:CLEAN_DIR]... [--seed N] [--crop N] [--max-side N]
+//!     [--save-inputs] [--device flex]
 //! ```
 //! - `--model`: a `.bpk` written by this crate (its configuration inside), a training
 //!   checkpoint `.ckpt`, or PromptIR weights (`.ckpt`/`.pth`/`.safetensors`) with `--config
@@ -15,7 +16,12 @@
 //! - `--pairs TASK:DEGRADED_DIR:CLEAN_DIR`: paired folders with identical file names
 //!   (repeatable), e.g. `derain:Rain100L/input:Rain100L/target`;
 //! - `--crop N`: centre-crop every image to at most N×N first (CPU time); otherwise whole
-//!   images, centre-cropped to a multiple of 16 as PromptIR's tests.
+//!   images, centre-cropped to a multiple of 16 as PromptIR's tests;
+//! - `--max-side N`: downscale (area average) `--data` photographs whose longer side exceeds
+//!   N before degrading them, as training's `data.max_side` does;
+//! - `--save-inputs`: also write each degraded input and its clean target as
+//!   `OUT/inputs/TASK/NAME.png` and `OUT/clean/TASK/NAME.png`, for scoring other methods on
+//!   exactly the same images.
 //!
 //! Writes `OUT/results.md`, `OUT/results.csv`, `OUT/images/TASK/NAME.png`.
 
@@ -35,7 +41,7 @@ use dppd::{Error, Result, device_from_name};
 
 const USAGE: &str = "usage: evaluate --model FILE [--config JSON | --promptir-config JSON] \
 (--data DIR [--tasks T1,T2,..] | --pairs TASK:DEGRADED_DIR:CLEAN_DIR ...) --out DIR \
-[--seed N] [--crop N] [--device NAME]";
+[--seed N] [--crop N] [--max-side N] [--save-inputs] [--device NAME]";
 
 fn load_model(
     path: &Path,
@@ -74,6 +80,7 @@ fn run() -> Result<()> {
     let mut tasks: Vec<Task> = Task::THREE_TASK.to_vec();
     let mut pairs: Vec<(Task, PathBuf, PathBuf)> = Vec::new();
     let (mut seed, mut crop, mut device) = (0u64, None, "flex".to_string());
+    let (mut max_side, mut save_inputs) = (None, false);
     while let Some(k) = a.next() {
         let mut v = || {
             a.next()
@@ -114,6 +121,15 @@ fn run() -> Result<()> {
                         .ok_or_else(|| Error::Config("--crop: an integer ≥ 16".into()))?,
                 )
             }
+            "--max-side" => {
+                max_side = Some(
+                    v()?.parse::<usize>()
+                        .ok()
+                        .filter(|&n| n >= 16)
+                        .ok_or_else(|| Error::Config("--max-side: an integer ≥ 16".into()))?,
+                )
+            }
+            "--save-inputs" => save_inputs = true,
             "--device" => device = v()?,
             other => {
                 return Err(Error::Config(format!(
@@ -146,7 +162,7 @@ fn run() -> Result<()> {
             "no test images: give --data or --pairs\n{USAGE}"
         )));
     }
-    let set = RestoreDataset::test(entries, seed);
+    let set = RestoreDataset::test(entries, seed).with_max_side(max_side);
     let mut table = ScoreTable::default();
     let t0 = Instant::now();
     for i in 0..set.len() {
@@ -171,17 +187,26 @@ fn run() -> Result<()> {
             .file_stem()
             .map(|x| x.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let pic = out
-            .join("images")
-            .join(s.task.name())
-            .join(format!("{stem}.png"));
-        std::fs::create_dir_all(pic.parent().expect("has a parent")).map_err(|source| {
-            Error::Io {
-                path: pic.clone(),
+        let file = |kind: &str| -> Result<PathBuf> {
+            let p = out
+                .join(kind)
+                .join(s.task.name())
+                .join(format!("{stem}.png"));
+            let dir = p.parent().expect("has a parent");
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                path: dir.to_path_buf(),
                 source,
-            }
-        })?;
-        write_image(&pic, &side_by_side(&[&degraded, &restored, &clean], 4))?;
+            })?;
+            Ok(p)
+        };
+        write_image(
+            file("images")?,
+            &side_by_side(&[&degraded, &restored, &clean], 4),
+        )?;
+        if save_inputs {
+            write_image(file("inputs")?, &degraded)?;
+            write_image(file("clean")?, &clean)?;
+        }
         eprintln!(
             "[{}/{}] {} {}: {:.2} dB / {:.4} (input {:.2} dB / {:.4}), {:.1} s",
             i + 1,

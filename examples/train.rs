@@ -15,21 +15,27 @@
 //! - `--resume`: continue from the newest valid checkpoint in `RUN_DIR/checkpoints`;
 //! - `--device`: `flex` (default), `ndarray`, `wgpu`, `cuda`, as built;
 //! - `--steps N`, `--batch N`, `--patch N`: override the config's values (a resumed run may
-//!   change only `--steps`).
+//!   change only `--steps`);
+//! - `--stop-at N`: end the run after step N as an interruption would (the schedule still
+//!   spans `steps`; no final model: the checkpoint at N, if N is a multiple of
+//!   `checkpoint_interval`, holds it; `--resume` continues);
+//! - `train --export CHECKPOINT OUT.bpk`: writes the network of a training checkpoint as a
+//!   `.bpk` file (configuration included) that `restore` and `evaluate` load.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use dppd::train::{ExperimentConfig, ModelSpec, TrainOptions, train};
+use dppd::train::{Checkpoint, ExperimentConfig, ModelSpec, TrainOptions, train};
 use dppd::{Error, Result, device_from_name};
 
 const USAGE: &str = "usage: train --config CONFIG|PRESET --data DIR --out RUN_DIR [--resume] \
-[--device flex|ndarray|wgpu|cuda] [--steps N] [--batch N] [--patch N]";
+[--device flex|ndarray|wgpu|cuda] [--steps N] [--batch N] [--patch N] [--stop-at N]
+       train --export CHECKPOINT OUT.bpk";
 
 fn run() -> Result<()> {
     let (mut config, mut data, mut out, mut resume, mut device) =
         (None, None, None, false, "flex".to_string());
-    let (mut steps, mut batch, mut patch) = (None, None, None);
+    let (mut steps, mut batch, mut patch, mut stop_at) = (None, None, None, None);
     let mut it = std::env::args().skip(1);
     let num = |v: Option<String>, a: &str| -> Result<u64> {
         v.and_then(|v| v.parse().ok())
@@ -45,6 +51,18 @@ fn run() -> Result<()> {
             "--steps" => steps = Some(num(it.next(), &a)?),
             "--batch" => batch = Some(num(it.next(), &a)? as usize),
             "--patch" => patch = Some(num(it.next(), &a)? as usize),
+            "--stop-at" => stop_at = Some(num(it.next(), &a)?),
+            "--export" => {
+                let (Some(ckpt), Some(target)) = (it.next(), it.next()) else {
+                    return Err(Error::Config(format!(
+                        "--export needs CHECKPOINT and OUT.bpk\n{USAGE}"
+                    )));
+                };
+                let model = Checkpoint::load_model(ckpt.as_ref(), &device_from_name("flex")?)?;
+                model.save(&target)?;
+                eprintln!("wrote {target} (the network of {ckpt})");
+                return Ok(());
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -83,7 +101,7 @@ fn run() -> Result<()> {
         data_root: data,
         device: device_from_name(&device)?,
         resume,
-        stop_at: None,
+        stop_at,
         progress: true,
     };
     let s = train(config, &opts)?;

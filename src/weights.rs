@@ -23,6 +23,14 @@ fn is_unused_promptir_key(key: &str) -> bool {
     head.starts_with("chnl_reduce") || head.starts_with("reduce_noise_channel_")
 }
 
+/// Bytes with the alignment of a burnpack file's tensor data, so that tensors can be read in
+/// place (an `include_bytes!` array alone is only byte-aligned).
+#[repr(C, align(256))]
+struct Aligned<B: ?Sized>(B);
+
+/// The built-in default weights ([`Restorer::pretrained`]; `docs/default-weights.md`).
+static DEFAULT_WEIGHTS: &Aligned<[u8]> = &Aligned(*include_bytes!("../weights/default.bpk"));
+
 /// Metadata key holding the [`RestorerConfig`] JSON in files this crate writes.
 const CONFIG_KEY: &str = "dppd_config";
 
@@ -194,6 +202,39 @@ impl Restorer {
                     .map_err(|e| weights_err(path, e.to_string()))?
             }
         };
+        verdict(path, &result)?;
+        Ok(model)
+    }
+
+    /// The built-in default network: the `dppd-small` preset trained by this project to remove
+    /// noise (σ 15, 25, 50 and blind), rain and haze; 0.88 M parameters, embedded in the
+    /// library (3.5 MB), so it needs no file and no network. How it was trained, on what, and
+    /// how well it restores photographs it never saw: `docs/default-weights.md`.
+    pub fn pretrained(device: &Device) -> Result<Self> {
+        Self::load_bytes(&DEFAULT_WEIGHTS.0, "<built-in default weights>", device)
+    }
+
+    /// Loads `.bpk` bytes written by [`Restorer::save`] (configuration included); `name`
+    /// stands for the file in messages.
+    fn load_bytes(bytes: &'static [u8], name: &str, device: &Device) -> Result<Self> {
+        let path = Path::new(name);
+        let reader = burn::store::burn_pack::Reader::from_bytes(
+            burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()),
+        )
+        .map_err(|e| weights_err(path, format!("not a burnpack file: {e}")))?;
+        let json = reader
+            .metadata()
+            .get(CONFIG_KEY)
+            .ok_or_else(|| weights_err(path, "holds no dppd configuration".into()))?;
+        let config: RestorerConfig = serde_json::from_str(json)
+            .map_err(|e| weights_err(path, format!("stored configuration is invalid: {e}")))?;
+        let mut model = config.init(device);
+        let mut store = BurnpackStore::from_static(bytes)
+            .allow_partial(true)
+            .validate(false);
+        let result = model
+            .load_from(&mut store)
+            .map_err(|e| weights_err(path, e.to_string()))?;
         verdict(path, &result)?;
         Ok(model)
     }
