@@ -250,6 +250,7 @@ fn abs(p: &Path) -> Result<String> {
 }
 
 fn main() -> ExitCode {
+    dppd::retain_freed_memory();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -282,6 +282,7 @@ fn run(a: Args) -> Result<usize> {
 }
 
 fn main() -> ExitCode {
+    dppd::retain_freed_memory();
     let args = match parse() {
         Ok(a) => a,
         Err(msg) => {

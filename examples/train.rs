@@ -131,6 +131,7 @@ fn run() -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    dppd::retain_freed_memory();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

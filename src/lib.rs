@@ -10,6 +10,7 @@ pub mod degrade;
 mod device;
 mod error;
 pub mod eval;
+mod memory;
 pub mod model;
 pub mod prompt;
 pub mod restore;
@@ -19,6 +20,7 @@ pub mod train;
 mod weights;
 
 pub use device::{available_backends, device_from_name};
+pub use memory::retain_freed_memory;
 pub use weights::WeightsFormat;
 
 pub use error::{Error, Result};

@@ -57,6 +57,38 @@ fn outputs_match_the_official_code_for_every_case_format_and_cpu_backend() {
     }
 }
 
+/// The GPU backends compute the official function too, and the DPPD preset's output (with
+/// its prompt distributions and prototype assignment) equals the CPU's. Runs only in builds
+/// with the `wgpu` or `cuda` feature (the GPU check script, `scripts/gpu-check.sh`). The
+/// tolerance is 10× the CPU's: GPU kernels sum in another order and use fused multiply-adds.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+#[test]
+fn gpu_backends_match_the_official_code_and_the_cpu() {
+    use burn::tensor::Distribution;
+    let cpu = Device::flex();
+    let dppd = RestorerConfig::dppd_small();
+    let dppd_cpu = dppd.init(&cpu);
+    let x_cpu = Tensor::<4>::random([2, 3, 72, 88], Distribution::Default, &cpu);
+    let y_cpu = dppd_cpu.forward(x_cpu.clone());
+    for (name, device) in gpu_devices() {
+        for file in ["model.ckpt", "weights.safetensors"] {
+            let model = load(file, &device);
+            let err = worst_output_error(&model, &device);
+            println!("{name}, {file}: max |gpu − reference| = {err:e}");
+            assert!(
+                err <= 1e-3,
+                "{name}, {file}: max |gpu − reference| = {err:e}"
+            );
+        }
+        let model = dppd_cpu.clone().to_device(&device);
+        let x = Tensor::<4>::from_data(x_cpu.to_data(), &device);
+        let y = Tensor::<4>::from_data(model.forward(x).to_data(), &cpu);
+        let err = max_abs_diff(y, y_cpu.clone());
+        println!("{name}, dppd-small: max |gpu − cpu| = {err:e}");
+        assert!(err <= 1e-3, "{name}, dppd-small: max |gpu − cpu| = {err:e}");
+    }
+}
+
 /// Compares a stage with its stored reference (full tensor, or the two 16×16 corner crops for
 /// full-resolution tensors).
 fn check_stage(dir: &Path, stem: &str, t: Tensor<4>, device: &Device) {

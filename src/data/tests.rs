@@ -252,6 +252,34 @@ fn training_samples_are_aligned_cropped_and_reproducible() {
 }
 
 #[test]
+fn large_photographs_are_downscaled_and_the_cache_changes_nothing() {
+    let t = TempDir::new("maxside");
+    put(&t.0, "wide.png", &photo(120, 60, 3));
+    put(&t.0, "small.png", &photo(30, 20, 4));
+    let entries = synthetic_entries(&t.0, &TaskMix::uniform(&[Task::Denoise25])).unwrap();
+    let plain = RestoreDataset::test(entries.clone(), 5);
+    let limited = RestoreDataset::test(entries.clone(), 5).with_max_side(Some(48));
+    let sizes = |ds: &RestoreDataset| -> Vec<(usize, usize)> {
+        (0..ds.len())
+            .map(|i| {
+                let s = ds.get(i, 0).unwrap();
+                (s.clean.width, s.clean.height)
+            })
+            .collect()
+    };
+    // test mode crops to a multiple of 16: 120×60 → 112×48; downscaled 48×24 → 48×16
+    assert_eq!(sizes(&plain), vec![(16, 16), (112, 48)]);
+    assert_eq!(sizes(&limited), vec![(16, 16), (48, 16)]);
+    let train = RestoreDataset::train(entries.clone(), 16, 9).with_max_side(Some(48));
+    let cached = train.clone().with_cache(true);
+    for i in 0..train.len() {
+        for epoch in 0..3 {
+            assert_eq!(train.get(i, epoch).unwrap(), cached.get(i, epoch).unwrap());
+        }
+    }
+}
+
+#[test]
 fn test_mode_is_fixed_per_image_whatever_the_order() {
     let t = TempDir::new("testmode");
     put(&t.0, "a.png", &photo(37, 21, 1));

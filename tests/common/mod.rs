@@ -20,6 +20,21 @@ pub fn cpu_devices() -> Vec<(&'static str, Device)> {
     v
 }
 
+/// The GPU devices of this build (its `wgpu` and `cuda` features). Only a build that enables
+/// one of them runs the GPU tests, and such a build needs the GPU (or a software Vulkan driver).
+pub fn gpu_devices() -> Vec<(&'static str, Device)> {
+    #[allow(unused_mut)]
+    let mut v: Vec<(&'static str, Device)> = Vec::new();
+    #[cfg(feature = "wgpu")]
+    v.push((
+        "wgpu",
+        Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+    ));
+    #[cfg(feature = "cuda")]
+    v.push(("cuda", Device::cuda(0)));
+    v
+}
+
 /// Reads a little-endian float32 C-order `.npy` (format 1.0/2.0) file.
 pub fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
