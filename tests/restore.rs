@@ -70,9 +70,11 @@ fn gradient(w: u32, h: u32) -> image::RgbImage {
     })
 }
 
-/// The corpus: (file name, contents, the fragment its error must contain, or `None` when it
-/// must restore, with its size).
-fn corpus() -> Vec<(&'static str, Vec<u8>, Result<(u32, u32), &'static str>)> {
+/// What must happen to a corpus file: restored at this size, or an error containing this.
+type Outcome = Result<(u32, u32), &'static str>;
+
+/// The corpus: (file name, contents, outcome).
+fn corpus() -> Vec<(&'static str, Vec<u8>, Outcome)> {
     use image::{DynamicImage, ImageFormat};
     let png = encoded(DynamicImage::ImageRgb8(gradient(40, 24)), ImageFormat::Png);
     let jpg = encoded(DynamicImage::ImageRgb8(gradient(40, 24)), ImageFormat::Jpeg);

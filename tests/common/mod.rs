@@ -23,16 +23,17 @@ pub fn cpu_devices() -> Vec<(&'static str, Device)> {
 /// The GPU devices of this build (its `wgpu` and `cuda` features). Only a build that enables
 /// one of them runs the GPU tests, and such a build needs the GPU (or a software Vulkan driver).
 pub fn gpu_devices() -> Vec<(&'static str, Device)> {
-    #[allow(unused_mut)]
-    let mut v: Vec<(&'static str, Device)> = Vec::new();
-    #[cfg(feature = "wgpu")]
-    v.push((
-        "wgpu",
-        Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
-    ));
-    #[cfg(feature = "cuda")]
-    v.push(("cuda", Device::cuda(0)));
-    v
+    [
+        #[cfg(feature = "wgpu")]
+        (
+            "wgpu",
+            Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+        ),
+        #[cfg(feature = "cuda")]
+        ("cuda", Device::cuda(0)),
+    ]
+    .into_iter()
+    .collect()
 }
 
 /// Reads a little-endian float32 C-order `.npy` (format 1.0/2.0) file.
