@@ -30,6 +30,7 @@ fn median(mut f: impl FnMut(), runs: usize) -> f64 {
 }
 
 fn main() {
+    dppd::retain_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut size = 256usize;
     let mut runs = 5usize;
