@@ -275,8 +275,8 @@ fn run(a: Args) -> Result<usize> {
         report_run.restored.len(),
         report_run.failed.len()
     );
-    for (file, e) in &report_run.failed {
-        eprintln!("failed: {}: {e}", file.display());
+    for (_, e) in &report_run.failed {
+        eprintln!("failed: {e}");
     }
     Ok(report_run.failed.len())
 }
