@@ -70,9 +70,11 @@ impl Attention {
         let hd = c / self.heads;
         let mut heads = || parts.next().unwrap().reshape([b, self.heads, hd, h * w]);
         let (q, k, v) = (heads(), heads(), heads());
-        let q = l2_normalize_last(q);
-        let k = l2_normalize_last(k);
-        let logits = q.matmul(k.swap_dims(2, 3)) * self.temperature.val().unsqueeze::<4>();
+        // (q/|q|)·(k/|k|)ᵀ computed as (q·kᵀ) / (|q|·|k|ᵀ): the same logits, but the division
+        // acts on the small [B, heads, hd, hd] matrix instead of two full-size tensors.
+        let norm = |t: &Tensor<4>| t.clone().square().sum_dim(3).sqrt().clamp_min(1e-12);
+        let scale = norm(&q) * norm(&k).swap_dims(2, 3);
+        let logits = q.matmul(k.swap_dims(2, 3)) / scale * self.temperature.val().unsqueeze::<4>();
         let out = softmax(logits, 3).matmul(v).reshape([b, c, h, w]);
         self.project_out.forward(out)
     }
