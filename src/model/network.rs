@@ -34,7 +34,7 @@ pub struct RestorerOutput {
 /// sites are chosen by [`RestorerConfig::prompt_sites`].
 ///
 /// Field names are PromptIR's attribute names, so its checkpoints load with few remappings
-/// (see [`Restorer::load_promptir`]).
+/// (see [`Restorer::load_weights`]).
 #[derive(Module, Debug)]
 pub struct Restorer {
     /// 3×3 conv from the image to `dim` channels.

@@ -12,7 +12,7 @@
 //! ```
 //!
 //! The data order, crops, degradations and prompt-sampling noise of step `s` are pure
-//! functions of the seed and `s` (see [`super::Trainer`]), so `step` *is* the RNG and
+//! functions of the seed and `s` (see [`super::train`]), so `step` *is* the RNG and
 //! data-order state, and the learning rate is a function of `step` too.
 //!
 //! Files are written atomically: to a temporary sibling, `fsync`ed, renamed over the target,
