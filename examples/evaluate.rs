@@ -69,6 +69,15 @@ fn load_model(
     Restorer::load_weights(&cfg, path, d)
 }
 
+/// A side length option's value: an integer ≥ 16.
+fn side(value: String, option: &str) -> Result<usize> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|&n| n >= 16)
+        .ok_or_else(|| Error::Config(format!("{option}: an integer ≥ 16")))
+}
+
 fn centre(im: &Image, n: usize) -> Result<Image> {
     let (w, h) = (im.width.min(n), im.height.min(n));
     im.crop((im.width - w) / 2, (im.height - h) / 2, w, h)
@@ -113,22 +122,8 @@ fn run() -> Result<()> {
                     .parse()
                     .map_err(|_| Error::Config("--seed: an integer".into()))?
             }
-            "--crop" => {
-                crop = Some(
-                    v()?.parse::<usize>()
-                        .ok()
-                        .filter(|&n| n >= 16)
-                        .ok_or_else(|| Error::Config("--crop: an integer ≥ 16".into()))?,
-                )
-            }
-            "--max-side" => {
-                max_side = Some(
-                    v()?.parse::<usize>()
-                        .ok()
-                        .filter(|&n| n >= 16)
-                        .ok_or_else(|| Error::Config("--max-side: an integer ≥ 16".into()))?,
-                )
-            }
+            "--crop" => crop = Some(side(v()?, &k)?),
+            "--max-side" => max_side = Some(side(v()?, &k)?),
             "--save-inputs" => save_inputs = true,
             "--device" => device = v()?,
             other => {

@@ -31,6 +31,19 @@ struct Aligned<B: ?Sized>(B);
 /// The built-in default weights ([`Restorer::pretrained`]; `docs/default-weights.md`).
 static DEFAULT_WEIGHTS: &Aligned<[u8]> = &Aligned(*include_bytes!("../weights/default.bpk"));
 
+/// Parses the [`RestorerConfig`] JSON stored in the weights `path`.
+fn stored_config(path: &Path, json: &str) -> Result<RestorerConfig> {
+    serde_json::from_str(json)
+        .map_err(|e| weights_err(path, format!("stored configuration is invalid: {e}")))
+}
+
+/// Applies a burnpack store to `model` (strictness is judged afterwards by [`verdict`]).
+fn load_burnpack(model: &mut Restorer, store: BurnpackStore, path: &Path) -> Result<ApplyResult> {
+    model
+        .load_from(&mut store.allow_partial(true).validate(false))
+        .map_err(|e| weights_err(path, e.to_string()))
+}
+
 /// Metadata key holding the [`RestorerConfig`] JSON in files this crate writes.
 const CONFIG_KEY: &str = "dppd_config";
 
@@ -192,15 +205,11 @@ impl Restorer {
                     .load_from(&mut store)
                     .map_err(|e| weights_err(path, e.to_string()))?
             }
-            WeightsFormat::Burnpack => {
-                let mut store = BurnpackStore::from_file(path)
-                    .auto_extension(false)
-                    .allow_partial(true)
-                    .validate(false);
-                model
-                    .load_from(&mut store)
-                    .map_err(|e| weights_err(path, e.to_string()))?
-            }
+            WeightsFormat::Burnpack => load_burnpack(
+                &mut model,
+                BurnpackStore::from_file(path).auto_extension(false),
+                path,
+            )?,
         };
         verdict(path, &result)?;
         Ok(model)
@@ -226,15 +235,8 @@ impl Restorer {
             .metadata()
             .get(CONFIG_KEY)
             .ok_or_else(|| weights_err(path, "holds no dppd configuration".into()))?;
-        let config: RestorerConfig = serde_json::from_str(json)
-            .map_err(|e| weights_err(path, format!("stored configuration is invalid: {e}")))?;
-        let mut model = config.init(device);
-        let mut store = BurnpackStore::from_static(bytes)
-            .allow_partial(true)
-            .validate(false);
-        let result = model
-            .load_from(&mut store)
-            .map_err(|e| weights_err(path, e.to_string()))?;
+        let mut model = stored_config(path, json)?.init(device);
+        let result = load_burnpack(&mut model, BurnpackStore::from_static(bytes), path)?;
         verdict(path, &result)?;
         Ok(model)
     }
@@ -280,11 +282,7 @@ impl Restorer {
             }
             WeightsFormat::Pytorch => None,
         };
-        json.map(|j| {
-            serde_json::from_str(&j)
-                .map_err(|e| weights_err(path, format!("stored configuration is invalid: {e}")))
-        })
-        .transpose()
+        json.map(|j| stored_config(path, &j)).transpose()
     }
 
     /// Saves the weights and the configuration in burn's native format, atomically.
