@@ -64,6 +64,74 @@ impl Attention {
     /// - input `[B, C, H, W]`
     /// - output `[B, C, H, W]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        #[cfg(any(feature = "flex", feature = "ndarray"))]
+        if super::cpu::plain_cpu(&x) {
+            let [b, c, h, w] = x.dims();
+            let device = x.device();
+            let mut out = Vec::new();
+            self.apply_cpu(
+                &super::cpu::into_vec(x),
+                b,
+                h,
+                w,
+                super::cpu::Out::Fresh(&mut out),
+            );
+            return super::cpu::from_vec(out, [b, c, h, w], &device);
+        }
+        self.forward_ops(x)
+    }
+
+    /// The block on plain `f32` buffers (see [`super::cpu`]): `x: [B, C, H·W]` in, the
+    /// result written to or added to `out`.
+    #[cfg(any(feature = "flex", feature = "ndarray"))]
+    pub(crate) fn apply_cpu(
+        &self,
+        x: &[f32],
+        b: usize,
+        h: usize,
+        w: usize,
+        out: super::cpu::Out<'_>,
+    ) {
+        use super::cpu;
+        let n = h * w;
+        let c = self.project_out.weight.dims()[0];
+        let mut qkv = Vec::new();
+        cpu::pointwise(&self.qkv, x, b, n, cpu::Out::Fresh(&mut qkv));
+        let qkv = cpu::depthwise3x3(&self.qkv_dwconv, &qkv, b, h, w);
+        let temperature = cpu::into_vec(self.temperature.val());
+        let w_out = cpu::into_vec(self.project_out.weight.val());
+        let bias = self
+            .project_out
+            .bias
+            .as_ref()
+            .map(|b| cpu::into_vec(b.val()));
+        let mixing = |i: usize| {
+            let item = &qkv[i * 3 * c * n..(i + 1) * 3 * c * n];
+            std::borrow::Cow::Owned(cpu::channel_attention(
+                item,
+                c,
+                self.heads,
+                n,
+                &temperature,
+                &w_out,
+            ))
+        };
+        // out = M_i · V_i + bias, V_i the last third of item i's qkv.
+        cpu::batched_matmul(
+            mixing,
+            bias.as_deref(),
+            c,
+            c,
+            &qkv[2 * c * n..],
+            b,
+            3 * c * n,
+            n,
+            out,
+        );
+    }
+
+    /// The block with burn's tensor operations (every backend, autodiff).
+    fn forward_ops(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
         let qkv = self.qkv_dwconv.forward(self.qkv.forward(x));
         let mut parts = qkv.chunk(3, 1).into_iter();
@@ -105,6 +173,24 @@ mod tests {
         let v = qkv.narrow(1, 8, 4);
         let expect = att.project_out.forward(v);
         assert!(max_abs_diff(att.forward(x), expect) < 1e-5);
+    }
+
+    /// The fused CPU path against burn's operations: one and several heads, biases, two
+    /// batch items, a pixel count that splits into several column blocks.
+    #[test]
+    fn the_cpu_path_equals_burns_ops() {
+        let d = device();
+        for heads in [1, 3] {
+            let mut att = AttentionConfig::new(12, heads).with_bias(true).init(&d);
+            att.temperature = Param::from_tensor(Tensor::random(
+                [heads, 1, 1],
+                Distribution::Uniform(0.5, 3.0),
+                &d,
+            ));
+            let x = Tensor::<4>::random([2, 12, 41, 53], Distribution::Normal(0.0, 1.0), &d);
+            let diff = max_abs_diff(att.forward(x.clone()), att.forward_ops(x));
+            assert!(diff < 1e-5, "heads {heads}: {diff}");
+        }
     }
 
     /// Against a direct loop implementation of the same formula on a small case.

@@ -70,6 +70,27 @@ impl ChannelLayerNorm {
     /// - input `[B, C, H, W]`
     /// - output `[B, C, H, W]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        #[cfg(any(feature = "flex", feature = "ndarray"))]
+        if super::cpu::plain_cpu(&x) {
+            let [b, c, h, w] = x.dims();
+            let device = x.device();
+            let out = self.apply_cpu(&super::cpu::into_vec(x), b, c, h * w);
+            return super::cpu::from_vec(out, [b, c, h, w], &device);
+        }
+        self.forward_ops(x)
+    }
+
+    /// The normalisation of `x: [B, C, N]` on plain `f32` buffers (see [`super::cpu`]).
+    #[cfg(any(feature = "flex", feature = "ndarray"))]
+    pub(crate) fn apply_cpu(&self, x: &[f32], b: usize, c: usize, n: usize) -> Vec<f32> {
+        use super::cpu::into_vec;
+        let weight = into_vec(self.body.weight.val());
+        let bias = self.body.bias.as_ref().map(|b| into_vec(b.val()));
+        super::cpu::layer_norm(x, b, c, n, &weight, bias.as_deref(), self.epsilon as f32)
+    }
+
+    /// The normalisation with burn's tensor operations (every backend, autodiff).
+    fn forward_ops(&self, x: Tensor<4>) -> Tensor<4> {
         let c = x.dims()[1];
         let (var, mean) = x.clone().var_mean_bias(1);
         let inv_std = (var + self.epsilon).sqrt().recip();
@@ -85,6 +106,7 @@ impl ChannelLayerNorm {
 mod tests {
     use super::*;
     use crate::test_util::{device, max_abs_diff, tensor};
+    use burn::tensor::Distribution;
 
     #[test]
     fn with_bias_normalises_each_pixel_over_channels() {
@@ -108,6 +130,26 @@ mod tests {
             (6.0 / s1) * 0.5 - 1.0,
         ];
         assert!(max_abs_diff(y, tensor(expect, [1, 3, 1, 2], &d)) < 1e-5);
+    }
+
+    /// The fused CPU path against burn's operations, both variants, with pixel counts that
+    /// split into several blocks and a partial one.
+    #[test]
+    fn the_cpu_path_equals_burns_ops() {
+        let d = device();
+        for kind in [LayerNormType::WithBias, LayerNormType::BiasFree] {
+            let mut ln = ChannelLayerNormConfig::new(5).with_kind(kind).init(&d);
+            ln.body.weight =
+                Param::from_tensor(Tensor::random([5], Distribution::Normal(1.0, 0.3), &d));
+            if let Some(b) = &mut ln.body.bias {
+                *b = Param::from_tensor(Tensor::random([5], Distribution::Normal(0.0, 0.3), &d));
+            }
+            let x = Tensor::<4>::random([2, 5, 31, 45], Distribution::Normal(0.5, 2.0), &d);
+            assert!(
+                max_abs_diff(ln.forward(x.clone()), ln.forward_ops(x)) < 1e-5,
+                "{kind:?}"
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! handful of key remappings.
 
 mod attention;
+#[cfg(any(feature = "flex", feature = "ndarray"))]
+pub(crate) mod cpu;
 mod feed_forward;
 mod layer_norm;
 mod patch_embed;

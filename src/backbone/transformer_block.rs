@@ -61,6 +61,24 @@ impl TransformerBlock {
     /// - input `[B, C, H, W]`
     /// - output `[B, C, H, W]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        #[cfg(any(feature = "flex", feature = "ndarray"))]
+        if super::cpu::plain_cpu(&x) {
+            // One buffer carries the residual stream: each branch adds its output into it.
+            use super::cpu::{Out, from_vec, into_vec};
+            let [b, c, h, w] = x.dims();
+            let device = x.device();
+            let mut stream = into_vec(x);
+            let y = self.norm1.apply_cpu(&stream, b, c, h * w);
+            self.attn.apply_cpu(&y, b, h, w, Out::Add(&mut stream));
+            let y = self.norm2.apply_cpu(&stream, b, c, h * w);
+            self.ffn.apply_cpu(&y, b, h, w, Out::Add(&mut stream));
+            return from_vec(stream, [b, c, h, w], &device);
+        }
+        self.forward_ops(x)
+    }
+
+    /// The block with burn's tensor operations (every backend, autodiff).
+    fn forward_ops(&self, x: Tensor<4>) -> Tensor<4> {
         let x = x.clone() + self.attn.forward(self.norm1.forward(x));
         x.clone() + self.ffn.forward(self.norm2.forward(x))
     }
@@ -81,6 +99,15 @@ mod tests {
         let y1 = x.clone() + tb.attn.forward(tb.norm1.forward(x.clone()));
         let expect = y1.clone() + tb.ffn.forward(tb.norm2.forward(y1));
         assert!(max_abs_diff(tb.forward(x), expect) < 1e-6);
+    }
+
+    /// The fused CPU path (one residual buffer, fused kernels) against burn's operations.
+    #[test]
+    fn the_cpu_path_equals_burns_ops() {
+        let d = device();
+        let tb = TransformerBlockConfig::new(12, 3).with_bias(true).init(&d);
+        let x = Tensor::<4>::random([2, 12, 37, 29], Distribution::Normal(0.0, 1.0), &d);
+        assert!(max_abs_diff(tb.forward(x.clone()), tb.forward_ops(x)) < 1e-4);
     }
 
     #[test]

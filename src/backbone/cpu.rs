@@ -1,0 +1,621 @@
+//! Fused CPU kernels for inference on the CPU backends (flex, ndarray) without autodiff.
+//!
+//! burn's CPU backends run each tensor operation as its own pass over memory and hand every
+//! matrix product to `gemm` with one shape-dependent parallel split; for this network's
+//! shapes (few channels, many pixels) that split leaves one of two cores idle in most
+//! 1×1 convolutions and attention products, and element-wise chains (LayerNorm, the GELU
+//! gate, residual additions) cost a full read and write each. The kernels here work on
+//! plain `f32` buffers in burn's NCHW layout:
+//!
+//! - [`matmul_wide`]: `out (+)= W · X (+ bias)` for a small `W` and a wide `X` (1×1
+//!   convolutions), split over column blocks so every core has work, with the residual
+//!   addition folded into the product;
+//! - [`layer_norm`]: both LayerNorm variants in one pass over pixel blocks that stay in cache;
+//! - [`channel_attention`]: MDTA's attention map from per-block partial products, folded
+//!   into the output projection (`W_out · blockdiag(A) · V` as one product);
+//! - [`depthwise_gate`]: the GDFN's depthwise 3×3 convolution and GELU gate in one pass.
+//!
+//! Modules take this path only for inference on a plain CPU device (see [`plain_cpu`]); with
+//! autodiff, on a GPU, or for another float type they run burn's operations, which compute
+//! the same function. The unit tests compare the two paths.
+
+use burn::nn::conv::Conv2d;
+use burn::prelude::*;
+use burn::tensor::DType;
+use rayon::prelude::*;
+
+/// Whether `x` lives on a CPU backend whose inference can use this module's kernels: flex or
+/// ndarray, not tracked by autodiff, stored as `f32`.
+pub(crate) fn plain_cpu<const D: usize>(x: &Tensor<D>) -> bool {
+    let d = x.device();
+    if d.is_autodiff() || x.dtype() != DType::F32 {
+        return false;
+    }
+    #[allow(unused_mut)]
+    let mut cpu = false;
+    #[cfg(feature = "flex")]
+    {
+        cpu |= d == Device::flex();
+    }
+    #[cfg(feature = "ndarray")]
+    #[allow(deprecated)]
+    {
+        cpu |= d == Device::ndarray();
+    }
+    cpu
+}
+
+/// The tensor's values as a vector (no copy on flex when the tensor is not shared).
+pub(crate) fn into_vec<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+    x.into_data()
+        .try_into_vec::<f32>()
+        .expect("plain_cpu checked the f32 dtype")
+}
+
+/// A tensor over `v` (no copy on flex).
+pub(crate) fn from_vec<const D: usize>(
+    v: Vec<f32>,
+    shape: [usize; D],
+    device: &Device,
+) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(v, shape), device)
+}
+
+/// A raw pointer that parallel tasks may share: each writes a disjoint part of the buffer.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    fn at(self, offset: usize) -> *mut f32 {
+        // Dereferencing is the caller's business: offsets stay inside the buffer.
+        self.0.wrapping_add(offset)
+    }
+
+    fn shift(self, offset: usize) -> Self {
+        SharedMut(self.at(offset))
+    }
+}
+
+/// Columns per parallel task: enough tasks to balance the cores, each wide enough that its
+/// share of `X` amortises `gemm`'s packing (measured: 2048–4096 columns are best here).
+fn column_block(n: usize) -> usize {
+    let tasks = 4 * rayon::current_num_threads().max(1);
+    n.div_ceil(tasks).clamp(256, 4096).min(n.max(1))
+}
+
+/// Runs `f` compiled for AVX2 and FMA when the processor has them (the crate is built for
+/// the x86-64 baseline, SSE2). `f` and what it calls must be `#[inline(always)]` for the
+/// wider instructions to reach them; elsewhere, or on other processors, `f` runs as built.
+#[inline(always)]
+fn simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // Safety: the processor has the features `avx2` was compiled with.
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
+/// Where a kernel's result goes: a fresh buffer or an existing one it is added to (a
+/// residual connection).
+pub(crate) enum Out<'a> {
+    /// Allocate the result here.
+    Fresh(&'a mut Vec<f32>),
+    /// `buffer += result`.
+    Add(&'a mut [f32]),
+}
+
+impl Out<'_> {
+    /// Runs `write(dst, accumulate)` on a buffer of `len` values: a freshly reserved one
+    /// (`accumulate` false) that is given its length afterwards, or the existing slice.
+    ///
+    /// # Safety
+    /// With `accumulate` false, `write` must write all `len` values and read none of them;
+    /// in both cases it must stay inside `len` values from `dst`.
+    unsafe fn run(self, len: usize, write: impl FnOnce(SharedMut, bool)) {
+        match self {
+            Out::Fresh(v) => {
+                v.clear();
+                v.reserve(len);
+                write(SharedMut(v.as_mut_ptr()), false);
+                // Safety: `write` initialised all `len` values (the caller's contract).
+                unsafe { v.set_len(len) };
+            }
+            Out::Add(s) => {
+                assert!(s.len() >= len, "output buffer too short");
+                write(SharedMut(s.as_mut_ptr()), true);
+            }
+        }
+    }
+}
+
+/// `dst = W · X + bias` (or `dst += …` when `accumulate`) with `W: [m, k]`, `X: [k, n]`,
+/// `dst: [m, n]`, all row-major; `x` may be longer than `k·n`.
+///
+/// # Safety
+/// `dst` must point to `m·n` writable values that nothing else accesses meanwhile (and, when
+/// `accumulate`, are initialised).
+unsafe fn matmul_wide(
+    dst: SharedMut,
+    accumulate: bool,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    m: usize,
+    k: usize,
+    x: &[f32],
+    n: usize,
+) {
+    assert!(
+        w.len() >= m * k && x.len() >= k * n,
+        "matmul_wide: operand too short"
+    );
+    assert!(
+        bias.is_none_or(|b| b.len() >= m),
+        "matmul_wide: bias too short"
+    );
+    let block = column_block(n);
+    (0..n.div_ceil(block)).into_par_iter().for_each(|i| {
+        let c0 = i * block;
+        let cols = block.min(n - c0);
+        // Safety: task i writes columns c0..c0+cols of every row, disjoint from the other
+        // tasks, inside the m·n values the caller vouched for; `gemm` reads `w[..m·k]` and
+        // `x[..k·n]` with the strides given, and with `read_dst` false it writes every
+        // destination element without reading it.
+        unsafe {
+            gemm::gemm(
+                m,
+                cols,
+                k,
+                dst.at(c0),
+                1,
+                n as isize,
+                accumulate,
+                w.as_ptr(),
+                1,
+                k as isize,
+                x.as_ptr().add(c0),
+                1,
+                n as isize,
+                1.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+            if let Some(bias) = bias {
+                for (r, &b) in bias[..m].iter().enumerate() {
+                    let row = std::slice::from_raw_parts_mut(dst.at(r * n + c0), cols);
+                    row.iter_mut().for_each(|v| *v += b);
+                }
+            }
+        }
+    });
+}
+
+/// `out (+)= W_i · X_i + bias` for each batch item `i`, `X: [B, k, n]`, `W_i` from
+/// `weight(i)` (`[m, k]`).
+pub(crate) fn batched_matmul<'w>(
+    weight: impl Fn(usize) -> std::borrow::Cow<'w, [f32]>,
+    bias: Option<&[f32]>,
+    m: usize,
+    k: usize,
+    x: &[f32],
+    b: usize,
+    x_stride: usize,
+    n: usize,
+    out: Out<'_>,
+) {
+    // Safety: each batch item's product writes (or adds to) its own m·n values.
+    unsafe {
+        out.run(b * m * n, |dst, acc| {
+            for i in 0..b {
+                let w = weight(i);
+                matmul_wide(
+                    dst.shift(i * m * n),
+                    acc,
+                    &w,
+                    bias,
+                    m,
+                    k,
+                    &x[i * x_stride..],
+                    n,
+                );
+            }
+        });
+    }
+}
+
+/// A 1×1 convolution (`Conv2d` with a `[C_out, C_in, 1, 1]` kernel, stride 1, no padding)
+/// of `x: [B, C_in, N]` into `out` (`[B, C_out, N]`).
+pub(crate) fn pointwise(conv: &Conv2d, x: &[f32], b: usize, n: usize, out: Out<'_>) {
+    let [c_out, c_in, kh, kw] = conv.weight.dims();
+    assert!(kh == 1 && kw == 1, "pointwise: kernel {kh}×{kw} is not 1×1");
+    assert_eq!(x.len(), b * c_in * n, "pointwise: input size");
+    let w = into_vec(conv.weight.val());
+    let bias = conv.bias.as_ref().map(|b| into_vec(b.val()));
+    let weight = |_| std::borrow::Cow::Borrowed(&w[..]);
+    batched_matmul(weight, bias.as_deref(), c_out, c_in, x, b, c_in * n, n, out);
+}
+
+/// [`pointwise`] on a tensor, with burn's convolution off the plain-CPU path.
+pub(crate) fn pointwise_tensor(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    if !plain_cpu(&x) {
+        return conv.forward(x);
+    }
+    let [b, _, h, w] = x.dims();
+    let device = x.device();
+    let c_out = conv.weight.dims()[0];
+    let mut out = Vec::new();
+    pointwise(conv, &into_vec(x), b, h * w, Out::Fresh(&mut out));
+    from_vec(out, [b, c_out, h, w], &device)
+}
+
+/// Pixels per LayerNorm task: a `C × PIXELS` block stays in the core's cache between the
+/// mean, variance and output passes.
+const LN_PIXELS: usize = 512;
+
+/// Restormer's channel LayerNorm of `x: [B, C, N]`: per pixel, the mean and biased variance
+/// over the `C` channels, then `(x − mean)/√(var + ε)·w + b` (`bias` given) or
+/// `x/√(var + ε)·w` (BiasFree, `bias` none).
+pub(crate) fn layer_norm(
+    x: &[f32],
+    b: usize,
+    c: usize,
+    n: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    epsilon: f32,
+) -> Vec<f32> {
+    assert_eq!(x.len(), b * c * n, "layer_norm: input size");
+    let mut out: Vec<f32> = Vec::with_capacity(x.len());
+    let dst = SharedMut(out.as_mut_ptr());
+    let blocks = n.div_ceil(LN_PIXELS);
+    (0..b * blocks).into_par_iter().for_each(|t| {
+        simd(
+            #[inline(always)]
+            || {
+                let (i, p0) = (t / blocks, (t % blocks) * LN_PIXELS);
+                let len = LN_PIXELS.min(n - p0);
+                let plane = |ch: usize| &x[(i * c + ch) * n + p0..][..len];
+                let mut mean = vec![0.0f32; len];
+                for ch in 0..c {
+                    mean.iter_mut().zip(plane(ch)).for_each(|(m, v)| *m += v);
+                }
+                mean.iter_mut().for_each(|m| *m /= c as f32);
+                let mut var = vec![0.0f32; len];
+                for ch in 0..c {
+                    for ((s, v), m) in var.iter_mut().zip(plane(ch)).zip(&mean) {
+                        *s += (v - m) * (v - m);
+                    }
+                }
+                let inv_std: Vec<f32> = var
+                    .iter()
+                    .map(|s| 1.0 / (s / c as f32 + epsilon).sqrt())
+                    .collect();
+                for ch in 0..c {
+                    // Safety: task t writes pixels p0..p0+len of every channel of batch item i.
+                    let o = unsafe {
+                        std::slice::from_raw_parts_mut(dst.at((i * c + ch) * n + p0), len)
+                    };
+                    let w = weight[ch];
+                    match bias {
+                        Some(bias) => {
+                            let bb = bias[ch];
+                            for (((o, v), m), r) in
+                                o.iter_mut().zip(plane(ch)).zip(&mean).zip(&inv_std)
+                            {
+                                *o = (v - m) * r * w + bb;
+                            }
+                        }
+                        None => {
+                            for ((o, v), r) in o.iter_mut().zip(plane(ch)).zip(&inv_std) {
+                                *o = v * r * w;
+                            }
+                        }
+                    }
+                }
+            },
+        )
+    });
+    // Safety: the tasks cover every (batch item, channel, pixel).
+    unsafe { out.set_len(x.len()) };
+    out
+}
+
+/// One output row of a depthwise 3×3 convolution from the three input rows around it
+/// (`rows[1]` at the output row; all-zero rows stand for the padding outside the plane):
+/// `out[x] = bias + Σ k[3·dy + dx]·rows[dy][x + dx − 1]`, zero outside the row, in one pass.
+#[inline(always)]
+fn depthwise_row(rows: [&[f32]; 3], k: &[f32], bias: f32, out: &mut [f32]) {
+    let w = out.len();
+    let k: &[f32; 9] = k.try_into().expect("nine taps");
+    let (a, m, c) = (&rows[0][..w], &rows[1][..w], &rows[2][..w]);
+    if w == 1 {
+        out[0] = bias + k[1] * a[0] + k[4] * m[0] + k[7] * c[0];
+        return;
+    }
+    out[0] =
+        bias + k[1] * a[0] + k[2] * a[1] + k[4] * m[0] + k[5] * m[1] + k[7] * c[0] + k[8] * c[1];
+    out[w - 1] = bias
+        + k[0] * a[w - 2]
+        + k[1] * a[w - 1]
+        + k[3] * m[w - 2]
+        + k[4] * m[w - 1]
+        + k[6] * c[w - 2]
+        + k[7] * c[w - 1];
+    // Equal-length shifted views, so the loop runs without bounds checks and vectorises.
+    let len = w - 2;
+    let o = &mut out[1..w - 1];
+    let (a0, a1, a2) = (&a[..len], &a[1..len + 1], &a[2..len + 2]);
+    let (m0, m1, m2) = (&m[..len], &m[1..len + 1], &m[2..len + 2]);
+    let (c0, c1, c2) = (&c[..len], &c[1..len + 1], &c[2..len + 2]);
+    for i in 0..len {
+        o[i] = bias
+            + k[0] * a0[i]
+            + k[1] * a1[i]
+            + k[2] * a2[i]
+            + k[3] * m0[i]
+            + k[4] * m1[i]
+            + k[5] * m2[i]
+            + k[6] * c0[i]
+            + k[7] * c1[i]
+            + k[8] * c2[i];
+    }
+}
+
+/// The three input rows around output row `y` of an `h × w` plane, `zero` (`w` zeros) for
+/// rows outside it.
+#[inline(always)]
+fn rows_around<'a>(
+    plane: &'a [f32],
+    zero: &'a [f32],
+    w: usize,
+    h: usize,
+    y: usize,
+) -> [&'a [f32]; 3] {
+    let row = |yy: usize| match yy.checked_sub(1) {
+        Some(r) if r < h => &plane[r * w..(r + 1) * w],
+        _ => zero,
+    };
+    [row(y), row(y + 1), row(y + 2)]
+}
+
+/// The weights (`[C, 9]`) and biases of a depthwise 3×3 `Conv2d`.
+fn depthwise_params(conv: &Conv2d) -> (Vec<f32>, Option<Vec<f32>>) {
+    let [c, per_group, kh, kw] = conv.weight.dims();
+    assert!(
+        per_group == 1 && kh == 3 && kw == 3,
+        "depthwise: kernel [{c}, {per_group}, {kh}, {kw}] is not depthwise 3×3"
+    );
+    let bias = conv.bias.as_ref().map(|b| into_vec(b.val()));
+    (into_vec(conv.weight.val()), bias)
+}
+
+/// A depthwise 3×3 convolution with zero padding 1 of `x: [B, C, H, W]`.
+pub(crate) fn depthwise3x3(conv: &Conv2d, x: &[f32], b: usize, h: usize, w: usize) -> Vec<f32> {
+    let (k, bias) = depthwise_params(conv);
+    let c = k.len() / 9;
+    let n = h * w;
+    assert_eq!(x.len(), b * c * n, "depthwise3x3: input size");
+    let mut out: Vec<f32> = Vec::with_capacity(x.len());
+    let dst = SharedMut(out.as_mut_ptr());
+    (0..b * c).into_par_iter().for_each(|t| {
+        simd(
+            #[inline(always)]
+            || {
+                let ch = t % c;
+                let plane = &x[t * n..(t + 1) * n];
+                // Safety: task t writes plane t.
+                let o = unsafe { std::slice::from_raw_parts_mut(dst.at(t * n), n) };
+                let bb = bias.as_ref().map_or(0.0, |b| b[ch]);
+                let zero = vec![0.0f32; w];
+                for y in 0..h {
+                    let rows = rows_around(plane, &zero, w, h, y);
+                    depthwise_row(rows, &k[ch * 9..ch * 9 + 9], bb, &mut o[y * w..(y + 1) * w]);
+                }
+            },
+        )
+    });
+    // Safety: the tasks cover every plane.
+    unsafe { out.set_len(x.len()) };
+    out
+}
+
+/// GDFN's middle: `gelu(d[c]) · d[c + hidden]` for `c < hidden`, where `d` is the depthwise
+/// 3×3 convolution of `x: [B, 2·hidden, H, W]`; the convolution's output is never stored.
+pub(crate) fn depthwise_gate(conv: &Conv2d, x: &[f32], b: usize, h: usize, w: usize) -> Vec<f32> {
+    let (k, bias) = depthwise_params(conv);
+    let c2 = k.len() / 9;
+    let hidden = c2 / 2;
+    let n = h * w;
+    assert_eq!(x.len(), b * c2 * n, "depthwise_gate: input size");
+    let mut out: Vec<f32> = Vec::with_capacity(b * hidden * n);
+    let dst = SharedMut(out.as_mut_ptr());
+    (0..b * hidden).into_par_iter().for_each(|t| {
+        let (i, ch) = (t / hidden, t % hidden);
+        let plane = |c: usize| &x[(i * c2 + c) * n..(i * c2 + c + 1) * n];
+        let (pa, pg) = (plane(ch), plane(ch + hidden));
+        let (ka, kg) = (
+            &k[ch * 9..ch * 9 + 9],
+            &k[(ch + hidden) * 9..(ch + hidden) * 9 + 9],
+        );
+        let (ba, bg) = bias
+            .as_ref()
+            .map_or((0.0, 0.0), |b| (b[ch], b[ch + hidden]));
+        // Safety: task t writes output plane t.
+        let o = unsafe { std::slice::from_raw_parts_mut(dst.at(t * n), n) };
+        simd(
+            #[inline(always)]
+            || {
+                let zero = vec![0.0f32; w];
+                let mut gate = vec![0.0f32; w];
+                for y in 0..h {
+                    let row = &mut o[y * w..(y + 1) * w];
+                    depthwise_row(rows_around(pa, &zero, w, h, y), ka, ba, row);
+                    depthwise_row(rows_around(pg, &zero, w, h, y), kg, bg, &mut gate);
+                    for (o, g) in row.iter_mut().zip(&gate) {
+                        *o = gelu(*o) * g;
+                    }
+                }
+            },
+        )
+    });
+    // Safety: the tasks cover every output plane.
+    unsafe { out.set_len(b * hidden * n) };
+    out
+}
+
+/// Exact (erf) GELU with the vectorisable [`erf`].
+#[inline(always)]
+pub(crate) fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// The error function in f32 as a rational minimax approximation on [-4, 4] (the form Eigen
+/// and XLA use for float `erf`): within 1e-6 of `libm::erff`, branch-free, so loops over it
+/// vectorise.
+#[inline(always)]
+pub(crate) fn erf(x: f32) -> f32 {
+    let x = x.max(-4.0).min(4.0);
+    let x2 = x * x;
+    let mut p = x2 * -2.726_142_3e-10 + 2.770_681_4e-8;
+    p = x2 * p + -2.101_024e-6;
+    p = x2 * p + -5.692_506_4e-5;
+    p = x2 * p + -7.349_906_3e-4;
+    p = x2 * p + -2.954_600_2e-3;
+    p = x2 * p + -1.609_603_3e-2;
+    p *= x;
+    let mut q = x2 * -1.456_607_2e-5 + -2.133_740_6e-4;
+    q = x2 * q + -1.682_827e-3;
+    q = x2 * q + -7.373_329_2e-3;
+    q = x2 * q + -1.426_474e-2;
+    p / q
+}
+
+/// Sum of squares with eight independent accumulators (so it vectorises).
+#[inline(always)]
+fn sum_squares(v: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = v.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a += x * x;
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().map(|x| x * x).sum::<f32>()
+}
+
+/// MDTA after its depthwise convolution, for one batch item: from `qkv: [3C, N]` (queries,
+/// keys, values), the per-head attention maps `A_h = softmax(τ_h · q̂_h·k̂_hᵀ)` with L2
+/// normalised rows (norms at least 1e-12, as `F.normalize`), folded into the output
+/// projection: returns `M = W_out · blockdiag(A_1 … A_heads)` (`[C, C]`), so that the block's
+/// output is `M · V + bias`.
+pub(crate) fn channel_attention(
+    qkv: &[f32],
+    c: usize,
+    heads: usize,
+    n: usize,
+    temperature: &[f32],
+    w_out: &[f32],
+) -> Vec<f32> {
+    assert!(qkv.len() >= 3 * c * n && temperature.len() == heads && w_out.len() == c * c);
+    let hd = c / heads;
+    let (q, k) = (&qkv[..c * n], &qkv[c * n..2 * c * n]);
+    // Per column block: every head's hd×hd partial products, then |q_i|² and |k_j|².
+    let len = heads * hd * hd + 2 * c;
+    let block = column_block(n);
+    let partial = |i: usize| {
+        let c0 = i * block;
+        let cols = block.min(n - c0);
+        let mut acc = vec![0.0f32; len];
+        for head in 0..heads {
+            let r0 = head * hd * n + c0;
+            // Safety: the lhs reads hd rows of `cols` values of q from r0 with row stride n;
+            // the rhs reads kᵀ (element (p, j) = k[r0 + j·n + p]) in the same range of k;
+            // the destination is this task's own hd×hd block of `acc`.
+            unsafe {
+                gemm::gemm(
+                    hd,
+                    hd,
+                    cols,
+                    acc.as_mut_ptr().add(head * hd * hd),
+                    1,
+                    hd as isize,
+                    false,
+                    q.as_ptr().add(r0),
+                    1,
+                    n as isize,
+                    k.as_ptr().add(r0),
+                    n as isize,
+                    1,
+                    1.0f32,
+                    1.0f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+        let norms = &mut acc[heads * hd * hd..];
+        simd(
+            #[inline(always)]
+            || {
+                for ch in 0..c {
+                    norms[ch] = sum_squares(&q[ch * n + c0..][..cols]);
+                    norms[c + ch] = sum_squares(&k[ch * n + c0..][..cols]);
+                }
+            },
+        );
+        acc
+    };
+    let sums = (0..n.div_ceil(block)).into_par_iter().map(partial).reduce(
+        || vec![0.0f32; len],
+        |mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+            a
+        },
+    );
+    let (dots, norms) = sums.split_at(heads * hd * hd);
+    let norm = |i: usize| norms[i].sqrt().max(1e-12);
+    // Softmax over each row of each head's logits.
+    let mut attn = vec![0.0f32; heads * hd * hd];
+    for head in 0..heads {
+        for i in 0..hd {
+            let qi = head * hd + i;
+            let row = &mut attn[(head * hd + i) * hd..][..hd];
+            for (j, r) in row.iter_mut().enumerate() {
+                let kj = head * hd + j;
+                *r = dots[(head * hd + i) * hd + j] / (norm(qi) * norm(c + kj)) * temperature[head];
+            }
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            row.iter_mut().for_each(|r| *r = (*r - max).exp());
+            let sum: f32 = row.iter().sum();
+            row.iter_mut().for_each(|r| *r /= sum);
+        }
+    }
+    // M[o, head·hd + j] = Σ_i W_out[o, head·hd + i] · A_head[i, j].
+    let mut m = vec![0.0f32; c * c];
+    for o in 0..c {
+        for head in 0..heads {
+            for i in 0..hd {
+                let wv = w_out[o * c + head * hd + i];
+                let a = &attn[(head * hd + i) * hd..][..hd];
+                let dst = &mut m[o * c + head * hd..][..hd];
+                dst.iter_mut().zip(a).for_each(|(d, a)| *d += wv * a);
+            }
+        }
+    }
+    m
+}
