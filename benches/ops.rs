@@ -56,51 +56,17 @@ fn main() {
         let att = AttentionConfig::new(c, 1).init(&d);
         let ffn = FeedForwardConfig::new(c).init(&d);
         let tb = TransformerBlockConfig::new(c, 1).init(&d);
-        let qkv = att.qkv.forward(x.clone());
-        let hidden = ffn.project_in.forward(x.clone());
-        let gated = hidden.clone().narrow(1, 0, hidden.dims()[1] / 2);
-        let hw = size * size;
-        let q = x.clone().reshape([1, 1, c, hw]);
+        // The 3×3 convolutions around a level change: a Downsample's C → C/2 and an
+        // Upsample's C → 2C, at this resolution (burn's convolution on every backend).
+        let down = dppd::backbone::DownsampleConfig::new(c).init(&d);
+        let up = dppd::backbone::UpsampleConfig::new(c).init(&d);
         let rows: Vec<(&str, Op)> = vec![
             ("layer norm", Box::new(|| ln.forward(x.clone()))),
             ("attention (MDTA)", Box::new(|| att.forward(x.clone()))),
-            ("  qkv 1×1", Box::new(|| att.qkv.forward(x.clone()))),
-            (
-                "  qkv dw 3×3",
-                Box::new(|| att.qkv_dwconv.forward(qkv.clone())),
-            ),
-            (
-                "  project_out 1×1",
-                Box::new(|| att.project_out.forward(x.clone())),
-            ),
-            (
-                "  q·kᵀ",
-                Box::new(|| q.clone().matmul(q.clone().swap_dims(2, 3))),
-            ),
-            (
-                "  attn·v",
-                Box::new(|| {
-                    q.clone()
-                        .narrow(3, 0, c)
-                        .reshape([1, 1, c, c])
-                        .matmul(q.clone())
-                }),
-            ),
-            (
-                "  |q| (sum of squares)",
-                Box::new(|| q.clone().square().sum_dim(3)),
-            ),
-            ("feed-forward", Box::new(|| ffn.forward(x.clone()))),
-            (
-                "  project_in 1×1",
-                Box::new(|| ffn.project_in.forward(x.clone())),
-            ),
-            ("  dw 3×3", Box::new(|| ffn.dwconv.forward(hidden.clone()))),
-            (
-                "  project_out 1×1",
-                Box::new(|| ffn.project_out.forward(gated.clone())),
-            ),
+            ("feed-forward (GDFN)", Box::new(|| ffn.forward(x.clone()))),
             ("transformer block", Box::new(|| tb.forward(x.clone()))),
+            ("downsample", Box::new(|| down.forward(x.clone()))),
+            ("upsample", Box::new(|| up.forward(x.clone()))),
         ];
         println!("C = {c}");
         for (label, op) in rows {

@@ -117,17 +117,13 @@ impl Attention {
             ))
         };
         // out = M_i · V_i + bias, V_i the last third of item i's qkv.
-        cpu::batched_matmul(
-            mixing,
-            bias.as_deref(),
-            c,
-            c,
-            &qkv[2 * c * n..],
-            b,
-            3 * c * n,
+        let values = cpu::Columns {
+            data: &qkv[2 * c * n..],
+            items: b,
+            stride: 3 * c * n,
             n,
-            out,
-        );
+        };
+        cpu::batched_matmul(mixing, bias.as_deref(), c, c, values, out);
     }
 
     /// The block with burn's tensor operations (every backend, autodiff).

@@ -138,22 +138,34 @@ impl Out<'_> {
     }
 }
 
-/// `dst = W · X + bias` (or `dst += …` when `accumulate`) with `W: [m, k]`, `X: [k, n]`,
-/// `dst: [m, n]`, all row-major; `x` may be longer than `k·n`.
+/// A small row-major matrix `W: [m, k]` and an optional bias per row, the left operand of
+/// [`matmul_wide`].
+#[derive(Clone, Copy)]
+struct Weights<'a> {
+    w: &'a [f32],
+    bias: Option<&'a [f32]>,
+    m: usize,
+    k: usize,
+}
+
+/// The right operands of [`batched_matmul`]: `items` row-major `[k, n]` matrices, item `i`
+/// starting at `data[i · stride]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Columns<'a> {
+    pub data: &'a [f32],
+    pub items: usize,
+    pub stride: usize,
+    pub n: usize,
+}
+
+/// `dst = W · X + bias` (or `dst += …` when `accumulate`) with `X: [k, n]` and `dst: [m, n]`
+/// row-major; `x` may be longer than `k·n`.
 ///
 /// # Safety
 /// `dst` must point to `m·n` writable values that nothing else accesses meanwhile (and, when
 /// `accumulate`, are initialised).
-unsafe fn matmul_wide(
-    dst: SharedMut,
-    accumulate: bool,
-    w: &[f32],
-    bias: Option<&[f32]>,
-    m: usize,
-    k: usize,
-    x: &[f32],
-    n: usize,
-) {
+unsafe fn matmul_wide(dst: SharedMut, accumulate: bool, wts: Weights<'_>, x: &[f32], n: usize) {
+    let Weights { w, bias, m, k } = wts;
     assert!(
         w.len() >= m * k && x.len() >= k * n,
         "matmul_wide: operand too short"
@@ -202,34 +214,24 @@ unsafe fn matmul_wide(
     });
 }
 
-/// `out (+)= W_i · X_i + bias` for each batch item `i`, `X: [B, k, n]`, `W_i` from
-/// `weight(i)` (`[m, k]`).
+/// `out (+)= W_i · X_i + bias` for each item `i` of `x`, with `W_i` (`[m, k]`) from
+/// `weight(i)`; `out: [items, m, n]`.
 pub(crate) fn batched_matmul<'w>(
     weight: impl Fn(usize) -> std::borrow::Cow<'w, [f32]>,
     bias: Option<&[f32]>,
     m: usize,
     k: usize,
-    x: &[f32],
-    b: usize,
-    x_stride: usize,
-    n: usize,
+    x: Columns<'_>,
     out: Out<'_>,
 ) {
-    // Safety: each batch item's product writes (or adds to) its own m·n values.
+    let n = x.n;
+    // Safety: each item's product writes (or adds to) its own m·n values.
     unsafe {
-        out.run(b * m * n, |dst, acc| {
-            for i in 0..b {
+        out.run(x.items * m * n, |dst, acc| {
+            for i in 0..x.items {
                 let w = weight(i);
-                matmul_wide(
-                    dst.shift(i * m * n),
-                    acc,
-                    &w,
-                    bias,
-                    m,
-                    k,
-                    &x[i * x_stride..],
-                    n,
-                );
+                let wts = Weights { w: &w, bias, m, k };
+                matmul_wide(dst.shift(i * m * n), acc, wts, &x.data[i * x.stride..], n);
             }
         });
     }
@@ -244,14 +246,17 @@ pub(crate) fn pointwise(conv: &Conv2d, x: &[f32], b: usize, n: usize, out: Out<'
     let w = into_vec(conv.weight.val());
     let bias = conv.bias.as_ref().map(|b| into_vec(b.val()));
     let weight = |_| std::borrow::Cow::Borrowed(&w[..]);
-    batched_matmul(weight, bias.as_deref(), c_out, c_in, x, b, c_in * n, n, out);
+    let x = Columns {
+        data: x,
+        items: b,
+        stride: c_in * n,
+        n,
+    };
+    batched_matmul(weight, bias.as_deref(), c_out, c_in, x, out);
 }
 
-/// [`pointwise`] on a tensor, with burn's convolution off the plain-CPU path.
+/// [`pointwise`] on a tensor that [`plain_cpu`] accepted.
 pub(crate) fn pointwise_tensor(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    if !plain_cpu(&x) {
-        return conv.forward(x);
-    }
     let [b, _, h, w] = x.dims();
     let device = x.device();
     let c_out = conv.weight.dims()[0];
@@ -486,7 +491,7 @@ pub(crate) fn gelu(x: f32) -> f32 {
 /// vectorise.
 #[inline(always)]
 pub(crate) fn erf(x: f32) -> f32 {
-    let x = x.max(-4.0).min(4.0);
+    let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
     let mut p = x2 * -2.726_142_3e-10 + 2.770_681_4e-8;
     p = x2 * p + -2.101_024e-6;
@@ -618,4 +623,85 @@ pub(crate) fn channel_attention(
         }
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backbone::{conv, depthwise3x3 as dw_conv};
+    use crate::test_util::{device, max_abs_diff};
+    use burn::module::Param;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn the_fast_erf_matches_the_exact_one() {
+        let mut worst = 0.0f32;
+        for i in -6000..=6000 {
+            let x = i as f32 / 1000.0;
+            let exact = (Tensor::<1>::from_floats([x], &device()).erf()).into_scalar::<f32>();
+            worst = worst.max((erf(x) - exact).abs());
+        }
+        assert!(worst < 1e-6, "max |fast − exact| = {worst:e}");
+    }
+
+    fn with_random_bias(mut c: Conv2d, out: usize) -> Conv2d {
+        let d = device();
+        c.bias = Some(Param::from_tensor(Tensor::random(
+            [out],
+            Distribution::Normal(0.0, 1.0),
+            &d,
+        )));
+        c
+    }
+
+    /// 1×1 products against burn's convolution: one pixel, fewer pixels than a column
+    /// block, many blocks with a partial last one; fresh and accumulated outputs.
+    #[test]
+    fn pointwise_equals_burns_convolution() {
+        let d = device();
+        let c = with_random_bias(conv(5, 7, 1, true, &d), 7);
+        for (h, w) in [(1, 1), (3, 7), (61, 83)] {
+            let x = Tensor::<4>::random([2, 5, h, w], Distribution::Normal(0.0, 1.0), &d);
+            let expect = c.forward(x.clone());
+            assert!(max_abs_diff(pointwise_tensor(&c, x.clone()), expect.clone()) < 1e-5);
+            let mut acc = vec![1.0f32; 2 * 7 * h * w];
+            pointwise(&c, &into_vec(x), 2, h * w, Out::Add(&mut acc));
+            let acc = from_vec(acc, [2, 7, h, w], &d);
+            assert!(max_abs_diff(acc, expect + 1.0) < 1e-5, "{h}×{w}");
+        }
+    }
+
+    /// The depthwise convolution, alone and fused with the gate, against burn's, on planes
+    /// of one row, one column, a single pixel and an odd size (zero padding on every side).
+    #[test]
+    fn depthwise_kernels_equal_burns_convolution() {
+        let d = device();
+        let c = with_random_bias(dw_conv(6, true, &d), 6);
+        for (h, w) in [(1, 1), (1, 9), (8, 1), (13, 17)] {
+            let x = Tensor::<4>::random([2, 6, h, w], Distribution::Normal(0.0, 1.0), &d);
+            let conv_out = c.forward(x.clone());
+            let ours = from_vec(
+                depthwise3x3(&c, &into_vec(x.clone()), 2, h, w),
+                [2, 6, h, w],
+                &d,
+            );
+            assert!(max_abs_diff(ours, conv_out.clone()) < 1e-5, "{h}×{w}");
+            let gate = burn::tensor::activation::gelu(conv_out.clone().narrow(1, 0, 3))
+                * conv_out.narrow(1, 3, 3);
+            let fused = from_vec(depthwise_gate(&c, &into_vec(x), 2, h, w), [2, 3, h, w], &d);
+            assert!(max_abs_diff(fused, gate) < 1e-5, "gate {h}×{w}");
+        }
+    }
+
+    #[test]
+    fn only_plain_cpu_f32_tensors_take_the_kernels() {
+        let d = device();
+        assert!(plain_cpu(&Tensor::<2>::zeros([2, 2], &d)));
+        assert!(!plain_cpu(&Tensor::<2>::zeros(
+            [2, 2],
+            &d.clone().autodiff()
+        )));
+        let half = Tensor::<2>::zeros([2, 2], &d).cast(burn::tensor::FloatDType::F16);
+        assert!(!plain_cpu(&half));
+    }
 }

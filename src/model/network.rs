@@ -7,7 +7,7 @@ use burn::tensor::ops::PadMode;
 use super::config::{PromptSiteConfig, RestorerConfig};
 use crate::backbone::{
     Downsample, DownsampleConfig, OverlapPatchEmbed, OverlapPatchEmbedConfig, TransformerBlock,
-    TransformerBlockConfig, Upsample, UpsampleConfig, conv,
+    TransformerBlockConfig, Upsample, UpsampleConfig, conv, conv1x1,
 };
 use crate::prompt::{DppdPrompt, PromptAux, PromptGenBlock, PromptGenBlockConfig, PromptSampling};
 
@@ -299,7 +299,7 @@ impl Restorer {
             (None, None) => return x,
         };
         match (fuse, reduce) {
-            (Some(f), Some(r)) => r.forward(f.forward(Tensor::cat(vec![x, y], 1))),
+            (Some(f), Some(r)) => conv1x1(r, f.forward(Tensor::cat(vec![x, y], 1))),
             _ => y,
         }
     }
@@ -318,11 +318,11 @@ impl Restorer {
 
         let lat = self.site(3, lat, sampling, sites);
         let d3 = Tensor::cat(vec![self.up4_3.forward(lat), e3], 1);
-        let d3 = run(&self.decoder_level3, self.reduce_chan_level3.forward(d3));
+        let d3 = run(&self.decoder_level3, conv1x1(&self.reduce_chan_level3, d3));
 
         let d3 = self.site(2, d3, sampling, sites);
         let d2 = Tensor::cat(vec![self.up3_2.forward(d3), e2], 1);
-        let d2 = run(&self.decoder_level2, self.reduce_chan_level2.forward(d2));
+        let d2 = run(&self.decoder_level2, conv1x1(&self.reduce_chan_level2, d2));
 
         let d2 = self.site(1, d2, sampling, sites);
         let d1 = Tensor::cat(vec![self.up2_1.forward(d2), e1], 1);

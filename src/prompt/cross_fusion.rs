@@ -6,7 +6,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use serde::{Deserialize, Serialize};
 
-use crate::backbone::{ChannelLayerNorm, ChannelLayerNormConfig, LayerNormType, conv};
+use crate::backbone::{ChannelLayerNorm, ChannelLayerNormConfig, LayerNormType, conv, conv1x1};
 
 /// Which feature queries the prompts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -98,7 +98,7 @@ impl CrossFusion {
         let hd = c / self.heads;
         let q = self.norm.forward(x.clone());
         let q = if self.pooled { q.mean_dims(&[2, 3]) } else { q };
-        let q = self.to_q.forward(q);
+        let q = conv1x1(&self.to_q, q);
         let [_, _, qh, qw] = q.dims();
         // [B, heads, pixels, hd]
         let q = q.reshape([b, self.heads, hd, qh * qw]).swap_dims(2, 3);
@@ -108,7 +108,7 @@ impl CrossFusion {
         let v = split(self.to_v.forward(prompts));
         let attn = softmax(q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt(), 3);
         let out = attn.matmul(v).swap_dims(2, 3).reshape([b, c, qh, qw]);
-        let out = self.project_out.forward(out);
+        let out = conv1x1(&self.project_out, out);
         if self.pooled {
             x + out.expand([b, c, h, w])
         } else {
