@@ -70,7 +70,7 @@ impl Attention {
             let device = x.device();
             let mut out = Vec::new();
             self.apply_cpu(
-                &super::cpu::into_vec(x),
+                super::cpu::into_vec(x),
                 b,
                 h,
                 w,
@@ -86,7 +86,7 @@ impl Attention {
     #[cfg(any(feature = "flex", feature = "ndarray"))]
     pub(crate) fn apply_cpu(
         &self,
-        x: &[f32],
+        x: Vec<f32>,
         b: usize,
         h: usize,
         w: usize,
@@ -96,8 +96,9 @@ impl Attention {
         let n = h * w;
         let c = self.project_out.weight.dims()[0];
         let mut qkv = Vec::new();
-        cpu::pointwise(&self.qkv, x, b, n, cpu::Out::Fresh(&mut qkv));
-        let qkv = cpu::depthwise3x3(&self.qkv_dwconv, &qkv, b, h, w);
+        cpu::pointwise(&self.qkv, &x, b, n, cpu::Out::Fresh(&mut qkv));
+        drop(x);
+        cpu::depthwise3x3(&self.qkv_dwconv, &mut qkv, b, h, w);
         let temperature = cpu::into_vec(self.temperature.val());
         let w_out = cpu::into_vec(self.project_out.weight.val());
         let bias = self

@@ -265,6 +265,123 @@ pub(crate) fn pointwise_tensor(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     from_vec(out, [b, c_out, h, w], &device)
 }
 
+/// Whether `conv` is a dense 3×3 convolution with stride 1, dilation 1 and zero padding 1,
+/// the case [`conv3x3`] computes.
+pub(crate) fn is_dense_3x3(conv: &Conv2d) -> bool {
+    use burn::nn::PaddingConfig2d;
+    conv.kernel_size == [3, 3]
+        && conv.stride == [1, 1]
+        && conv.dilation == [1, 1]
+        && conv.groups == 1
+        && matches!(conv.padding, PaddingConfig2d::Explicit(1, 1, 1, 1))
+}
+
+/// A dense 3×3 convolution (stride 1, zero padding 1; [`is_dense_3x3`]) of `x: [B, C_in, H,
+/// W]`, as nine accumulated matrix products on a zero-padded copy of the input instead of an
+/// im2col buffer nine times its size. With each padded row `W + 2` values long, tap
+/// `(dy, dx)` of the output at padded position `p` reads the input at `p + dy·(W + 2) + dx`,
+/// so every tap is one product `W_tap · X` over contiguous columns; the two extra columns of
+/// each row are computed and dropped. Tasks own runs of whole output rows.
+pub(crate) fn conv3x3(conv: &Conv2d, x: &[f32], b: usize, h: usize, w: usize) -> Vec<f32> {
+    let [c_out, c_in, _, _] = conv.weight.dims();
+    assert!(
+        is_dense_3x3(conv),
+        "conv3x3: not a dense 3×3 convolution with padding 1"
+    );
+    assert_eq!(x.len(), b * c_in * h * w, "conv3x3: input size");
+    let k = into_vec(conv.weight.val());
+    let bias = conv.bias.as_ref().map(|b| into_vec(b.val()));
+    // taps[t] = W[:, :, dy, dx] as a [C_out, C_in] matrix, t = 3·dy + dx.
+    let mut taps = vec![0.0f32; 9 * c_out * c_in];
+    for (oi, kernel) in k.chunks_exact(9).enumerate() {
+        for (t, &v) in kernel.iter().enumerate() {
+            taps[t * c_out * c_in + oi] = v;
+        }
+    }
+    let wp = w + 2;
+    // Two spare values so that the last tap of the last pixel stays inside the plane.
+    let plane = (h + 2) * wp + 2;
+    let n = h * w;
+    let rows_per_task = (column_block(h * wp) / wp).max(1);
+    let mut out: Vec<f32> = Vec::with_capacity(b * c_out * n);
+    let dst = SharedMut(out.as_mut_ptr());
+    for i in 0..b {
+        let mut padded = vec![0.0f32; c_in * plane];
+        padded
+            .par_chunks_mut(plane)
+            .zip(x[i * c_in * n..(i + 1) * c_in * n].par_chunks(n))
+            .for_each(|(p, src)| {
+                for (y, row) in src.chunks_exact(w).enumerate() {
+                    p[(y + 1) * wp + 1..][..w].copy_from_slice(row);
+                }
+            });
+        (0..h.div_ceil(rows_per_task))
+            .into_par_iter()
+            .for_each(|task| {
+                let y0 = task * rows_per_task;
+                let rows = rows_per_task.min(h - y0);
+                let cols = rows * wp;
+                let mut block = vec![0.0f32; c_out * cols];
+                for (t, tap) in taps.chunks_exact(c_out * c_in).enumerate() {
+                    let shift = y0 * wp + (t / 3) * wp + t % 3;
+                    // Safety: `block` is this task's [C_out, cols] buffer; the right operand reads
+                    // C_in rows (stride `plane`) of `cols` values from `shift`, and shift + cols ≤
+                    // (h + 2)·wp + 2 = plane.
+                    unsafe {
+                        gemm::gemm(
+                            c_out,
+                            cols,
+                            c_in,
+                            block.as_mut_ptr(),
+                            1,
+                            cols as isize,
+                            t > 0,
+                            tap.as_ptr(),
+                            1,
+                            c_in as isize,
+                            padded.as_ptr().add(shift),
+                            1,
+                            plane as isize,
+                            1.0f32,
+                            1.0f32,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    }
+                }
+                for (o, src) in block.chunks_exact(cols).enumerate() {
+                    let bb = bias.as_ref().map_or(0.0, |b| b[o]);
+                    for r in 0..rows {
+                        // Safety: this task writes rows y0..y0+rows of every output channel.
+                        let row = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                dst.at(((i * c_out + o) * h + y0 + r) * w),
+                                w,
+                            )
+                        };
+                        for (d, v) in row.iter_mut().zip(&src[r * wp..r * wp + w]) {
+                            *d = v + bb;
+                        }
+                    }
+                }
+            });
+    }
+    // Safety: every (item, channel, row) was written by one task.
+    unsafe { out.set_len(b * c_out * n) };
+    out
+}
+
+/// [`conv3x3`] on a tensor that [`plain_cpu`] accepted.
+pub(crate) fn conv3x3_tensor(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [b, _, h, w] = x.dims();
+    let device = x.device();
+    let c_out = conv.weight.dims()[0];
+    let out = conv3x3(conv, &into_vec(x), b, h, w);
+    from_vec(out, [b, c_out, h, w], &device)
+}
+
 /// Pixels per LayerNorm task: a `C × PIXELS` block stays in the core's cache between the
 /// mean, variance and output passes.
 const LN_PIXELS: usize = 512;
@@ -406,50 +523,107 @@ fn depthwise_params(conv: &Conv2d) -> (Vec<f32>, Option<Vec<f32>>) {
     (into_vec(conv.weight.val()), bias)
 }
 
-/// A depthwise 3×3 convolution with zero padding 1 of `x: [B, C, H, W]`.
-pub(crate) fn depthwise3x3(conv: &Conv2d, x: &[f32], b: usize, h: usize, w: usize) -> Vec<f32> {
+/// Scratch rows for walking a plane in place ([`in_place_rows`]).
+struct RowScratch {
+    zero: Vec<f32>,
+    above: Vec<f32>,
+    here: Vec<f32>,
+    out: Vec<f32>,
+}
+
+impl RowScratch {
+    fn new(w: usize) -> Self {
+        RowScratch {
+            zero: vec![0.0; w],
+            above: vec![0.0; w],
+            here: vec![0.0; w],
+            out: vec![0.0; w],
+        }
+    }
+}
+
+/// Replaces each row `y` of an `h × w` plane by `f(rows, out)`, where `rows` are the
+/// plane's *original* rows `y − 1, y, y + 1` (zeros outside it): walking from the top, the
+/// two rows that the walk has already overwritten are kept in `scratch`.
+#[inline(always)]
+fn in_place_rows(
+    plane: &mut [f32],
+    w: usize,
+    h: usize,
+    s: &mut RowScratch,
+    mut f: impl FnMut([&[f32]; 3], &mut [f32]),
+) {
+    s.here.copy_from_slice(&plane[..w]);
+    for y in 0..h {
+        {
+            let below = if y + 1 < h {
+                &plane[(y + 1) * w..(y + 2) * w]
+            } else {
+                &s.zero[..]
+            };
+            let above = if y == 0 { &s.zero[..] } else { &s.above[..] };
+            f([above, &s.here, below], &mut s.out);
+        }
+        plane[y * w..(y + 1) * w].copy_from_slice(&s.out);
+        std::mem::swap(&mut s.above, &mut s.here);
+        if y + 1 < h {
+            s.here.copy_from_slice(&plane[(y + 1) * w..(y + 2) * w]);
+        }
+    }
+}
+
+/// A depthwise 3×3 convolution with zero padding 1 of `x: [B, C, H, W]`, in place.
+pub(crate) fn depthwise3x3(conv: &Conv2d, x: &mut [f32], b: usize, h: usize, w: usize) {
     let (k, bias) = depthwise_params(conv);
     let c = k.len() / 9;
     let n = h * w;
     assert_eq!(x.len(), b * c * n, "depthwise3x3: input size");
-    let mut out: Vec<f32> = Vec::with_capacity(x.len());
-    let dst = SharedMut(out.as_mut_ptr());
-    (0..b * c).into_par_iter().for_each(|t| {
+    x.par_chunks_mut(n).enumerate().for_each(|(t, plane)| {
         simd(
             #[inline(always)]
             || {
                 let ch = t % c;
-                let plane = &x[t * n..(t + 1) * n];
-                // Safety: task t writes plane t.
-                let o = unsafe { std::slice::from_raw_parts_mut(dst.at(t * n), n) };
+                let kc = &k[ch * 9..ch * 9 + 9];
                 let bb = bias.as_ref().map_or(0.0, |b| b[ch]);
-                let zero = vec![0.0f32; w];
-                for y in 0..h {
-                    let rows = rows_around(plane, &zero, w, h, y);
-                    depthwise_row(rows, &k[ch * 9..ch * 9 + 9], bb, &mut o[y * w..(y + 1) * w]);
-                }
+                let mut scratch = RowScratch::new(w);
+                in_place_rows(
+                    plane,
+                    w,
+                    h,
+                    &mut scratch,
+                    #[inline(always)]
+                    |rows, out| depthwise_row(rows, kc, bb, out),
+                );
             },
         )
     });
-    // Safety: the tasks cover every plane.
-    unsafe { out.set_len(x.len()) };
-    out
 }
 
 /// GDFN's middle: `gelu(d[c]) · d[c + hidden]` for `c < hidden`, where `d` is the depthwise
-/// 3×3 convolution of `x: [B, 2·hidden, H, W]`; the convolution's output is never stored.
-pub(crate) fn depthwise_gate(conv: &Conv2d, x: &[f32], b: usize, h: usize, w: usize) -> Vec<f32> {
+/// 3×3 convolution of `x: [B, 2·hidden, H, W]`, computed in place: the result (`[B, hidden,
+/// H, W]`) replaces `x`, whose second halves are released. The convolution's output is never
+/// stored.
+pub(crate) fn depthwise_gate(conv: &Conv2d, x: &mut Vec<f32>, b: usize, h: usize, w: usize) {
     let (k, bias) = depthwise_params(conv);
     let c2 = k.len() / 9;
     let hidden = c2 / 2;
     let n = h * w;
     assert_eq!(x.len(), b * c2 * n, "depthwise_gate: input size");
-    let mut out: Vec<f32> = Vec::with_capacity(b * hidden * n);
-    let dst = SharedMut(out.as_mut_ptr());
-    (0..b * hidden).into_par_iter().for_each(|t| {
-        let (i, ch) = (t / hidden, t % hidden);
-        let plane = |c: usize| &x[(i * c2 + c) * n..(i * c2 + c + 1) * n];
-        let (pa, pg) = (plane(ch), plane(ch + hidden));
+    // Each item's planes: the first `hidden` (rewritten with the result) and the gates.
+    let items: Vec<(&mut [f32], &mut [f32])> = x
+        .chunks_mut(c2 * n)
+        .map(|item| item.split_at_mut(hidden * n))
+        .collect();
+    let tasks: Vec<(usize, &mut [f32], &[f32])> = items
+        .into_iter()
+        .flat_map(|(a, g)| {
+            a.chunks_mut(n)
+                .zip(g.chunks(n))
+                .enumerate()
+                .map(|(ch, (a, g))| (ch, a, g))
+        })
+        .collect();
+    tasks.into_par_iter().for_each(|(ch, pa, pg)| {
         let (ka, kg) = (
             &k[ch * 9..ch * 9 + 9],
             &k[(ch + hidden) * 9..(ch + hidden) * 9 + 9],
@@ -457,27 +631,37 @@ pub(crate) fn depthwise_gate(conv: &Conv2d, x: &[f32], b: usize, h: usize, w: us
         let (ba, bg) = bias
             .as_ref()
             .map_or((0.0, 0.0), |b| (b[ch], b[ch + hidden]));
-        // Safety: task t writes output plane t.
-        let o = unsafe { std::slice::from_raw_parts_mut(dst.at(t * n), n) };
         simd(
             #[inline(always)]
             || {
+                let mut scratch = RowScratch::new(w);
                 let zero = vec![0.0f32; w];
                 let mut gate = vec![0.0f32; w];
-                for y in 0..h {
-                    let row = &mut o[y * w..(y + 1) * w];
-                    depthwise_row(rows_around(pa, &zero, w, h, y), ka, ba, row);
-                    depthwise_row(rows_around(pg, &zero, w, h, y), kg, bg, &mut gate);
-                    for (o, g) in row.iter_mut().zip(&gate) {
-                        *o = gelu(*o) * g;
-                    }
-                }
+                let mut y = 0;
+                in_place_rows(
+                    pa,
+                    w,
+                    h,
+                    &mut scratch,
+                    #[inline(always)]
+                    |rows, out| {
+                        depthwise_row(rows, ka, ba, out);
+                        depthwise_row(rows_around(pg, &zero, w, h, y), kg, bg, &mut gate);
+                        for (o, g) in out.iter_mut().zip(&gate) {
+                            *o = gelu(*o) * g;
+                        }
+                        y += 1;
+                    },
+                );
             },
         )
     });
-    // Safety: the tasks cover every output plane.
-    unsafe { out.set_len(b * hidden * n) };
-    out
+    // Close the gaps the gates leave between items, then give their memory back.
+    for i in 1..b {
+        x.copy_within(i * c2 * n..(i * c2 + hidden) * n, i * hidden * n);
+    }
+    x.truncate(b * hidden * n);
+    x.shrink_to_fit();
 }
 
 /// Exact (erf) GELU with the vectorisable [`erf`].
@@ -680,17 +864,37 @@ mod tests {
         for (h, w) in [(1, 1), (1, 9), (8, 1), (13, 17)] {
             let x = Tensor::<4>::random([2, 6, h, w], Distribution::Normal(0.0, 1.0), &d);
             let conv_out = c.forward(x.clone());
-            let ours = from_vec(
-                depthwise3x3(&c, &into_vec(x.clone()), 2, h, w),
-                [2, 6, h, w],
-                &d,
-            );
+            let mut ours = into_vec(x.clone());
+            depthwise3x3(&c, &mut ours, 2, h, w);
+            let ours = from_vec(ours, [2, 6, h, w], &d);
             assert!(max_abs_diff(ours, conv_out.clone()) < 1e-5, "{h}×{w}");
             let gate = burn::tensor::activation::gelu(conv_out.clone().narrow(1, 0, 3))
                 * conv_out.narrow(1, 3, 3);
-            let fused = from_vec(depthwise_gate(&c, &into_vec(x), 2, h, w), [2, 3, h, w], &d);
+            let mut fused = into_vec(x);
+            depthwise_gate(&c, &mut fused, 2, h, w);
+            let fused = from_vec(fused, [2, 3, h, w], &d);
             assert!(max_abs_diff(fused, gate) < 1e-5, "gate {h}×{w}");
         }
+    }
+
+    /// Dense 3×3 convolutions against burn's: channel counts below and above a gemm tile,
+    /// one-pixel, one-row, one-column and odd-sized images, with and without bias.
+    #[test]
+    fn conv3x3_equals_burns_convolution() {
+        let d = device();
+        for (c_in, c_out, bias) in [(3, 5, false), (7, 17, true)] {
+            let mut c = conv(c_in, c_out, 3, bias, &d);
+            if bias {
+                c = with_random_bias(c, c_out);
+            }
+            assert!(is_dense_3x3(&c));
+            for (h, w) in [(1, 1), (1, 6), (5, 1), (23, 19)] {
+                let x = Tensor::<4>::random([2, c_in, h, w], Distribution::Normal(0.0, 1.0), &d);
+                let diff = max_abs_diff(conv3x3_tensor(&c, x.clone()), c.forward(x));
+                assert!(diff < 1e-5, "{c_in}→{c_out} {h}×{w}: {diff}");
+            }
+        }
+        assert!(!is_dense_3x3(&conv(4, 4, 1, false, &d)));
     }
 
     #[test]

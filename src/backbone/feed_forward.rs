@@ -59,7 +59,7 @@ impl FeedForward {
             let device = x.device();
             let mut out = Vec::new();
             self.apply_cpu(
-                &super::cpu::into_vec(x),
+                super::cpu::into_vec(x),
                 b,
                 h,
                 w,
@@ -72,11 +72,11 @@ impl FeedForward {
 
     /// The block on plain `f32` buffers (see [`super::cpu`]): `x: [B, C, H·W]` in, the
     /// result written to or added to `out`. The depthwise convolution and the gate run as
-    /// one pass; the convolution's `2·hidden` channels are never stored.
+    /// one pass, in place: the convolution's `2·hidden` channels are never stored.
     #[cfg(any(feature = "flex", feature = "ndarray"))]
     pub(crate) fn apply_cpu(
         &self,
-        x: &[f32],
+        x: Vec<f32>,
         b: usize,
         h: usize,
         w: usize,
@@ -84,10 +84,10 @@ impl FeedForward {
     ) {
         use super::cpu;
         let mut hidden = Vec::new();
-        cpu::pointwise(&self.project_in, x, b, h * w, cpu::Out::Fresh(&mut hidden));
-        let gated = cpu::depthwise_gate(&self.dwconv, &hidden, b, h, w);
-        drop(hidden);
-        cpu::pointwise(&self.project_out, &gated, b, h * w, out);
+        cpu::pointwise(&self.project_in, &x, b, h * w, cpu::Out::Fresh(&mut hidden));
+        drop(x);
+        cpu::depthwise_gate(&self.dwconv, &mut hidden, b, h, w);
+        cpu::pointwise(&self.project_out, &hidden, b, h * w, out);
     }
 
     /// The block with burn's tensor operations (every backend, autodiff).

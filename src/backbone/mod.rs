@@ -47,6 +47,16 @@ pub(crate) fn conv1x1(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     conv.forward(x)
 }
 
+/// `conv.forward(x)` for a 3×3 convolution made by [`conv`], through the CPU kernels ([`cpu`])
+/// for inference on a CPU backend.
+pub(crate) fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    #[cfg(any(feature = "flex", feature = "ndarray"))]
+    if cpu::plain_cpu(&x) && cpu::is_dense_3x3(conv) {
+        return cpu::conv3x3_tensor(conv, x);
+    }
+    conv.forward(x)
+}
+
 /// A depthwise 3×3 convolution over `channels` with zero padding 1.
 pub(crate) fn depthwise3x3(channels: usize, bias: bool, device: &Device) -> Conv2d {
     Conv2dConfig::new([channels, channels], [3, 3])

@@ -40,7 +40,7 @@ impl OverlapPatchEmbed {
     /// - input `[B, C_in, H, W]`
     /// - output `[B, embed_dim, H, W]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.proj.forward(x)
+        super::conv3x3(&self.proj, x)
     }
 }
 

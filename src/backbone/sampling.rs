@@ -41,7 +41,7 @@ impl Downsample {
     /// - input `[B, n, H, W]`, H and W even
     /// - output `[B, 2n, H/2, W/2]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.unshuffle.forward(self.conv.forward(x))
+        self.unshuffle.forward(super::conv3x3(&self.conv, x))
     }
 }
 
@@ -80,7 +80,7 @@ impl Upsample {
     /// - input `[B, n, H, W]`
     /// - output `[B, n/2, 2H, 2W]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.shuffle.forward(self.conv.forward(x))
+        self.shuffle.forward(super::conv3x3(&self.conv, x))
     }
 }
 

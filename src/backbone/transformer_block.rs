@@ -69,9 +69,9 @@ impl TransformerBlock {
             let device = x.device();
             let mut stream = into_vec(x);
             let y = self.norm1.apply_cpu(&stream, b, c, h * w);
-            self.attn.apply_cpu(&y, b, h, w, Out::Add(&mut stream));
+            self.attn.apply_cpu(y, b, h, w, Out::Add(&mut stream));
             let y = self.norm2.apply_cpu(&stream, b, c, h * w);
-            self.ffn.apply_cpu(&y, b, h, w, Out::Add(&mut stream));
+            self.ffn.apply_cpu(y, b, h, w, Out::Add(&mut stream));
             return from_vec(stream, [b, c, h, w], &device);
         }
         self.forward_ops(x)

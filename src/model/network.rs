@@ -7,7 +7,7 @@ use burn::tensor::ops::PadMode;
 use super::config::{PromptSiteConfig, RestorerConfig};
 use crate::backbone::{
     Downsample, DownsampleConfig, OverlapPatchEmbed, OverlapPatchEmbedConfig, TransformerBlock,
-    TransformerBlockConfig, Upsample, UpsampleConfig, conv, conv1x1,
+    TransformerBlockConfig, Upsample, UpsampleConfig, conv, conv1x1, conv3x3,
 };
 use crate::prompt::{DppdPrompt, PromptAux, PromptGenBlock, PromptGenBlockConfig, PromptSampling};
 
@@ -328,7 +328,7 @@ impl Restorer {
         let d1 = Tensor::cat(vec![self.up2_1.forward(d2), e1], 1);
         let d1 = run(&self.refinement, run(&self.decoder_level1, d1));
 
-        self.output.forward(d1) + inp
+        conv3x3(&self.output, d1) + inp
     }
 }
 

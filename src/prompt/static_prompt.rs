@@ -66,7 +66,7 @@ impl PromptGenBlock {
         let [_, n, d, s, _] = self.prompt_param.dims();
         let bank = self.prompt_param.val().reshape([n, d * s * s]);
         let prompt = self.weights(x).matmul(bank).reshape([b, d, s, s]);
-        self.conv3x3.forward(resize_bilinear(prompt, [h, w]))
+        crate::backbone::conv3x3(&self.conv3x3, resize_bilinear(prompt, [h, w]))
     }
 }
 
