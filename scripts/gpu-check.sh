@@ -49,15 +49,16 @@ log "3. forward timings: official PromptIR in PyTorch on the same card"
 timeout 120 python3 scripts/torch_forward.py cuda 256 512 2>&1 | tail -4
 
 log "4. default weights: probe the training speed"
-train() { "$BIN/train" --config configs/default.json --data .gpu/data/default --device wgpu "$@"; }
-timeout 120 train --out /tmp/probe --steps 40 > /tmp/probe.log 2>&1
+# An array, not a shell function: `timeout` runs programs, not functions.
+train=("$BIN/train" --config configs/default.json --data .gpu/data/default --device wgpu)
+timeout 120 "${train[@]}" --out /tmp/probe --steps 40 > /tmp/probe.log 2>&1
 tail -2 /tmp/probe.log
 rate=$(grep -o 'done: step [0-9]*, [0-9.]* images/s' /tmp/probe.log | awk '{print $4}')
 left=$((BUDGET - $(elapsed) - 45))
 steps=$(awk -v r="${rate:-0}" -v t=$left 'BEGIN { s = int(r * t * 0.85 / 16 / 100) * 100; print (s < 100 ? 0 : s) }')
 log "probe: ${rate:-?} images/s; $left s left; training $steps steps of 16"
 if [ "$steps" -gt 0 ]; then
-    timeout $((left + 20)) train --out /tmp/run --steps "$steps" > /tmp/train.log 2>&1
+    timeout $((left + 20)) "${train[@]}" --out /tmp/run --steps "$steps" > /tmp/train.log 2>&1
     log "training exit status $?"
     grep -E "step [0-9]*00/|done|error|\|" /tmp/train.log | tail -30
     cp /tmp/train.log "$OUT/train.log"
