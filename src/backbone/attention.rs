@@ -66,17 +66,8 @@ impl Attention {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         #[cfg(any(feature = "flex", feature = "ndarray"))]
         if super::cpu::plain_cpu(&x) {
-            let [b, c, h, w] = x.dims();
-            let device = x.device();
-            let mut out = Vec::new();
-            self.apply_cpu(
-                super::cpu::into_vec(x),
-                b,
-                h,
-                w,
-                super::cpu::Out::Fresh(&mut out),
-            );
-            return super::cpu::from_vec(out, [b, c, h, w], &device);
+            let c = x.dims()[1];
+            return super::cpu::map_fresh(x, c, |x, b, h, w, out| self.apply_cpu(x, b, h, w, out));
         }
         self.forward_ops(x)
     }
@@ -140,8 +131,23 @@ impl Attention {
         let norm = |t: &Tensor<4>| t.clone().square().sum_dim(3).sqrt().clamp_min(1e-12);
         let scale = norm(&q) * norm(&k).swap_dims(2, 3);
         let logits = q.matmul(k.swap_dims(2, 3)) / scale * self.temperature.val().unsqueeze::<4>();
-        let out = softmax(logits, 3).matmul(v).reshape([b, c, h, w]);
-        self.project_out.forward(out)
+        let attn = softmax(logits, 3);
+        // project_out(attn · v) computed as (W_out · blockdiag(attn_1 … attn_heads)) · v: the
+        // same function, with the output projection folded into the small attention maps, so
+        // one product runs over the pixels instead of two.
+        let w_out = self
+            .project_out
+            .weight
+            .val()
+            .reshape([1, c, self.heads, hd]);
+        let w_out = w_out.swap_dims(1, 2).expand([b, self.heads, c, hd]);
+        let mixing = w_out.matmul(attn).swap_dims(1, 2).reshape([b, c, c]);
+        let out = mixing.matmul(v.reshape([b, c, h * w]));
+        let out = match &self.project_out.bias {
+            Some(bias) => out + bias.val().reshape([1, c, 1]),
+            None => out,
+        };
+        out.reshape([b, c, h, w])
     }
 }
 

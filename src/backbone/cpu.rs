@@ -138,6 +138,75 @@ impl Out<'_> {
     }
 }
 
+/// A strided matrix operand of [`gemm1`]: element `(r, c)` at `ptr + r·row + c·col`.
+#[derive(Clone, Copy)]
+struct View {
+    ptr: *const f32,
+    row: isize,
+    col: isize,
+}
+
+impl View {
+    /// Row-major with rows `stride` values apart.
+    fn rows(ptr: *const f32, stride: usize) -> Self {
+        View {
+            ptr,
+            row: stride as isize,
+            col: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix whose rows are `stride` values apart.
+    fn transposed(ptr: *const f32, stride: usize) -> Self {
+        View {
+            ptr,
+            row: 1,
+            col: stride as isize,
+        }
+    }
+}
+
+/// One single-threaded `gemm` call, `dst = lhs · rhs` (or `dst += …` when `accumulate`) for
+/// sizes `(m, n, k)`, with `dst` row-major, rows `dst_stride` values apart.
+///
+/// # Safety
+/// The operands must hold the `m × k` and `k × n` elements their views address, and `dst` the
+/// `m × n` ones (initialised when `accumulate`), with nothing else writing them meanwhile.
+unsafe fn gemm1(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_stride: usize,
+    accumulate: bool,
+    lhs: View,
+    rhs: View,
+) {
+    // Safety: the caller's contract; with `read_dst` false, `gemm` writes every destination
+    // element without reading it.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_stride as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.col,
+            lhs.row,
+            rhs.ptr,
+            rhs.col,
+            rhs.row,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
 /// A small row-major matrix `W: [m, k]` and an optional bias per row, the left operand of
 /// [`matmul_wide`].
 #[derive(Clone, Copy)]
@@ -183,26 +252,13 @@ unsafe fn matmul_wide(dst: SharedMut, accumulate: bool, wts: Weights<'_>, x: &[f
         // `x[..k·n]` with the strides given, and with `read_dst` false it writes every
         // destination element without reading it.
         unsafe {
-            gemm::gemm(
-                m,
-                cols,
-                k,
+            gemm1(
+                (m, cols, k),
                 dst.at(c0),
-                1,
-                n as isize,
+                n,
                 accumulate,
-                w.as_ptr(),
-                1,
-                k as isize,
-                x.as_ptr().add(c0),
-                1,
-                n as isize,
-                1.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
+                View::rows(w.as_ptr(), k),
+                View::rows(x.as_ptr().add(c0), n),
             );
             if let Some(bias) = bias {
                 for (r, &b) in bias[..m].iter().enumerate() {
@@ -255,14 +311,25 @@ pub(crate) fn pointwise(conv: &Conv2d, x: &[f32], b: usize, n: usize, out: Out<'
     batched_matmul(weight, bias.as_deref(), c_out, c_in, x, out);
 }
 
-/// [`pointwise`] on a tensor that [`plain_cpu`] accepted.
-pub(crate) fn pointwise_tensor(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+/// Runs a kernel `apply(x, b, h, w, out)` that maps `x: [B, C, H, W]` (its values) to a fresh
+/// `[B, c_out, H, W]`, and wraps the result as a tensor on `x`'s device.
+pub(crate) fn map_fresh(
+    x: Tensor<4>,
+    c_out: usize,
+    apply: impl FnOnce(Vec<f32>, usize, usize, usize, Out<'_>),
+) -> Tensor<4> {
     let [b, _, h, w] = x.dims();
     let device = x.device();
-    let c_out = conv.weight.dims()[0];
     let mut out = Vec::new();
-    pointwise(conv, &into_vec(x), b, h * w, Out::Fresh(&mut out));
+    apply(into_vec(x), b, h, w, Out::Fresh(&mut out));
     from_vec(out, [b, c_out, h, w], &device)
+}
+
+/// [`pointwise`] on a tensor that [`plain_cpu`] accepted.
+pub(crate) fn pointwise_tensor(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    map_fresh(x, conv.weight.dims()[0], |x, b, h, w, out| {
+        pointwise(conv, &x, b, h * w, out)
+    })
 }
 
 /// Whether `conv` is a dense 3×3 convolution with stride 1, dilation 1 and zero padding 1,
@@ -328,26 +395,13 @@ pub(crate) fn conv3x3(conv: &Conv2d, x: &[f32], b: usize, h: usize, w: usize) ->
                     // C_in rows (stride `plane`) of `cols` values from `shift`, and shift + cols ≤
                     // (h + 2)·wp + 2 = plane.
                     unsafe {
-                        gemm::gemm(
-                            c_out,
-                            cols,
-                            c_in,
+                        gemm1(
+                            (c_out, cols, c_in),
                             block.as_mut_ptr(),
-                            1,
-                            cols as isize,
+                            cols,
                             t > 0,
-                            tap.as_ptr(),
-                            1,
-                            c_in as isize,
-                            padded.as_ptr().add(shift),
-                            1,
-                            plane as isize,
-                            1.0f32,
-                            1.0f32,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
+                            View::rows(tap.as_ptr(), c_in),
+                            View::rows(padded.as_ptr().add(shift), plane),
                         );
                     }
                 }
@@ -734,26 +788,13 @@ pub(crate) fn channel_attention(
             // the rhs reads kᵀ (element (p, j) = k[r0 + j·n + p]) in the same range of k;
             // the destination is this task's own hd×hd block of `acc`.
             unsafe {
-                gemm::gemm(
-                    hd,
-                    hd,
-                    cols,
+                gemm1(
+                    (hd, hd, cols),
                     acc.as_mut_ptr().add(head * hd * hd),
-                    1,
-                    hd as isize,
+                    hd,
                     false,
-                    q.as_ptr().add(r0),
-                    1,
-                    n as isize,
-                    k.as_ptr().add(r0),
-                    n as isize,
-                    1,
-                    1.0f32,
-                    1.0f32,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                    View::rows(q.as_ptr().add(r0), n),
+                    View::transposed(k.as_ptr().add(r0), n),
                 );
             }
         }

@@ -55,17 +55,8 @@ impl FeedForward {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         #[cfg(any(feature = "flex", feature = "ndarray"))]
         if super::cpu::plain_cpu(&x) {
-            let [b, c, h, w] = x.dims();
-            let device = x.device();
-            let mut out = Vec::new();
-            self.apply_cpu(
-                super::cpu::into_vec(x),
-                b,
-                h,
-                w,
-                super::cpu::Out::Fresh(&mut out),
-            );
-            return super::cpu::from_vec(out, [b, c, h, w], &device);
+            let c = x.dims()[1];
+            return super::cpu::map_fresh(x, c, |x, b, h, w, out| self.apply_cpu(x, b, h, w, out));
         }
         self.forward_ops(x)
     }
