@@ -13,7 +13,15 @@
 //! - [`layer_norm`]: both LayerNorm variants in one pass over pixel blocks that stay in cache;
 //! - [`channel_attention`]: MDTA's attention map from per-block partial products, folded
 //!   into the output projection (`W_out · blockdiag(A) · V` as one product);
-//! - [`depthwise_gate`]: the GDFN's depthwise 3×3 convolution and GELU gate in one pass.
+//! - [`depthwise_gate`]: the GDFN's depthwise 3×3 convolution and GELU gate in one pass, in
+//!   place (and [`depthwise3x3`] alone, in place, for MDTA);
+//! - [`conv3x3`]: dense 3×3 convolutions as nine accumulated products on a zero-padded copy
+//!   of the input, without an im2col buffer.
+//!
+//! The element-wise loops run compiled for AVX2 and FMA where the processor has them
+//! ([`simd`]); every kernel splits its work over rayon's pool (burn's), and releases its input
+//! as soon as it is consumed, so that a transformer block holds at most its residual stream
+//! and one expanded tensor.
 //!
 //! Modules take this path only for inference on a plain CPU device (see [`plain_cpu`]); with
 //! autodiff, on a GPU, or for another float type they run burn's operations, which compute
@@ -332,6 +340,19 @@ pub(crate) fn pointwise_tensor(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     })
 }
 
+/// Whether `conv` is a 1×1 convolution with stride 1, no padding and one group, the case
+/// [`pointwise`] computes.
+pub(crate) fn is_pointwise(conv: &Conv2d) -> bool {
+    use burn::nn::PaddingConfig2d;
+    conv.kernel_size == [1, 1]
+        && conv.stride == [1, 1]
+        && conv.groups == 1
+        && matches!(
+            conv.padding,
+            PaddingConfig2d::Valid | PaddingConfig2d::Same | PaddingConfig2d::Explicit(0, 0, 0, 0)
+        )
+}
+
 /// Whether `conv` is a dense 3×3 convolution with stride 1, dilation 1 and zero padding 1,
 /// the case [`conv3x3`] computes.
 pub(crate) fn is_dense_3x3(conv: &Conv2d) -> bool {
@@ -570,8 +591,18 @@ fn rows_around<'a>(
 fn depthwise_params(conv: &Conv2d) -> (Vec<f32>, Option<Vec<f32>>) {
     let [c, per_group, kh, kw] = conv.weight.dims();
     assert!(
-        per_group == 1 && kh == 3 && kw == 3,
-        "depthwise: kernel [{c}, {per_group}, {kh}, {kw}] is not depthwise 3×3"
+        per_group == 1
+            && kh == 3
+            && kw == 3
+            && conv.groups == c
+            && conv.stride == [1, 1]
+            && conv.dilation == [1, 1]
+            && matches!(
+                conv.padding,
+                burn::nn::PaddingConfig2d::Explicit(1, 1, 1, 1)
+            ),
+        "depthwise: kernel [{c}, {per_group}, {kh}, {kw}] is not a depthwise 3×3 convolution \
+         with stride 1 and padding 1"
     );
     let bias = conv.bias.as_ref().map(|b| into_vec(b.val()));
     (into_vec(conv.weight.val()), bias)
@@ -632,6 +663,9 @@ pub(crate) fn depthwise3x3(conv: &Conv2d, x: &mut [f32], b: usize, h: usize, w: 
     let c = k.len() / 9;
     let n = h * w;
     assert_eq!(x.len(), b * c * n, "depthwise3x3: input size");
+    if n == 0 {
+        return;
+    }
     x.par_chunks_mut(n).enumerate().for_each(|(t, plane)| {
         simd(
             #[inline(always)]
@@ -663,6 +697,10 @@ pub(crate) fn depthwise_gate(conv: &Conv2d, x: &mut Vec<f32>, b: usize, h: usize
     let hidden = c2 / 2;
     let n = h * w;
     assert_eq!(x.len(), b * c2 * n, "depthwise_gate: input size");
+    if n == 0 {
+        x.truncate(b * hidden * n);
+        return;
+    }
     // Each item's planes: the first `hidden` (rewritten with the result) and the gates.
     let items: Vec<(&mut [f32], &mut [f32])> = x
         .chunks_mut(c2 * n)
@@ -936,6 +974,8 @@ mod tests {
             }
         }
         assert!(!is_dense_3x3(&conv(4, 4, 1, false, &d)));
+        assert!(is_pointwise(&conv(4, 4, 1, false, &d)));
+        assert!(!is_pointwise(&conv(4, 4, 3, false, &d)));
     }
 
     #[test]

@@ -37,11 +37,11 @@ pub(crate) fn conv(c_in: usize, c_out: usize, k: usize, bias: bool, device: &Dev
         .init(device)
 }
 
-/// `conv.forward(x)` for a 1×1 convolution, through the CPU kernels ([`cpu`]) for inference on
+/// `conv.forward(x)` for a 1×1 convolution made by [`conv`], through the CPU kernels ([`cpu`]) for inference on
 /// a CPU backend.
 pub(crate) fn conv1x1(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     #[cfg(any(feature = "flex", feature = "ndarray"))]
-    if cpu::plain_cpu(&x) {
+    if cpu::plain_cpu(&x) && cpu::is_pointwise(conv) {
         return cpu::pointwise_tensor(conv, x);
     }
     conv.forward(x)
