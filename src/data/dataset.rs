@@ -193,8 +193,9 @@ impl RestoreDataset {
         self
     }
 
-    /// Reads a clean photograph of a synthetic entry (through the cache, downscaled).
-    fn clean_photo(&self, path: &Path) -> Result<Image> {
+    /// Reads a clean photograph of a synthetic entry (through the cache, downscaled); shared,
+    /// not copied, when it comes from the cache.
+    fn clean_photo(&self, path: &Path) -> Result<Arc<Image>> {
         let load = || -> Result<Image> {
             let img = read_image(path)?;
             Ok(match self.max_side {
@@ -208,7 +209,7 @@ impl RestoreDataset {
             })
         };
         let Some(cache) = &self.cache else {
-            return load();
+            return load().map(Arc::new);
         };
         let hit = cache
             .lock()
@@ -216,14 +217,14 @@ impl RestoreDataset {
             .get(path)
             .cloned();
         if let Some(img) = hit {
-            return Ok((*img).clone());
+            return Ok(img);
         }
         let img = Arc::new(load()?);
         cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(path.to_path_buf(), img.clone());
-        Ok((*img).clone())
+        Ok(img)
     }
 
     /// The mode.
@@ -290,7 +291,7 @@ impl RestoreDataset {
                     Some(p) => Some(read_depth(p)?.resized(c.width, c.height)),
                     None => None,
                 };
-                self.synthesize(c, depth, degradation, &mut rng)
+                self.synthesize(&c, depth, degradation, &mut rng)
                     .map_err(|e| at(clean, e))?
             }
         };
@@ -327,7 +328,7 @@ impl RestoreDataset {
     /// Degrade a clean image: crop first (cheap) unless the degradation needs the whole frame.
     fn synthesize(
         &self,
-        clean: Image,
+        clean: &Image,
         depth: Option<DepthMap>,
         degradation: &Degradation,
         rng: &mut crate::degrade::DegradeRng,
@@ -337,7 +338,7 @@ impl RestoreDataset {
                 let (x, y) = random_crop_origin(clean.width, clean.height, patch, rng)?;
                 let t = draw(augment, rng);
                 let (d, c) = if degradation.needs_full_image() {
-                    let d = degradation.apply_with_depth(&clean, depth.as_ref(), rng);
+                    let d = degradation.apply_with_depth(clean, depth.as_ref(), rng);
                     (d.crop(x, y, patch, patch)?, clean.crop(x, y, patch, patch)?)
                 } else {
                     let c = clean.crop(x, y, patch, patch)?;
@@ -347,7 +348,7 @@ impl RestoreDataset {
                 Ok((t.apply(&d), t.apply(&c)))
             }
             Mode::Test { multiple } => {
-                let d = degradation.apply_with_depth(&clean, depth.as_ref(), rng);
+                let d = degradation.apply_with_depth(clean, depth.as_ref(), rng);
                 Ok((
                     d.crop_to_multiple(multiple)?,
                     clean.crop_to_multiple(multiple)?,
