@@ -304,8 +304,11 @@ pub(crate) fn batched_matmul<'w>(
 /// A 1×1 convolution (`Conv2d` with a `[C_out, C_in, 1, 1]` kernel, stride 1, no padding)
 /// of `x: [B, C_in, N]` into `out` (`[B, C_out, N]`).
 pub(crate) fn pointwise(conv: &Conv2d, x: &[f32], b: usize, n: usize, out: Out<'_>) {
-    let [c_out, c_in, kh, kw] = conv.weight.dims();
-    assert!(kh == 1 && kw == 1, "pointwise: kernel {kh}×{kw} is not 1×1");
+    let [c_out, c_in, _, _] = conv.weight.dims();
+    assert!(
+        is_pointwise(conv),
+        "pointwise: not a 1×1 convolution with stride 1 and no padding"
+    );
     assert_eq!(x.len(), b * c_in * n, "pointwise: input size");
     let w = into_vec(conv.weight.val());
     let bias = conv.bias.as_ref().map(|b| into_vec(b.val()));
@@ -319,24 +322,30 @@ pub(crate) fn pointwise(conv: &Conv2d, x: &[f32], b: usize, n: usize, out: Out<'
     batched_matmul(weight, bias.as_deref(), c_out, c_in, x, out);
 }
 
-/// Runs a kernel `apply(x, b, h, w, out)` that maps `x: [B, C, H, W]` (its values) to a fresh
-/// `[B, c_out, H, W]`, and wraps the result as a tensor on `x`'s device.
-pub(crate) fn map_fresh(
+/// Runs a kernel `apply(x, b, h, w)` that maps the values of `x: [B, C, H, W]` to those of a
+/// `[B, c_out, H, W]` tensor, and wraps its result as a tensor on `x`'s device.
+pub(crate) fn map_tensor(
     x: Tensor<4>,
     c_out: usize,
-    apply: impl FnOnce(Vec<f32>, usize, usize, usize, Out<'_>),
+    apply: impl FnOnce(Vec<f32>, usize, usize, usize) -> Vec<f32>,
 ) -> Tensor<4> {
     let [b, _, h, w] = x.dims();
     let device = x.device();
-    let mut out = Vec::new();
-    apply(into_vec(x), b, h, w, Out::Fresh(&mut out));
+    let out = apply(into_vec(x), b, h, w);
     from_vec(out, [b, c_out, h, w], &device)
+}
+
+/// The buffer that `write` fills through [`Out::Fresh`].
+pub(crate) fn fresh(write: impl FnOnce(Out<'_>)) -> Vec<f32> {
+    let mut out = Vec::new();
+    write(Out::Fresh(&mut out));
+    out
 }
 
 /// [`pointwise`] on a tensor that [`plain_cpu`] accepted.
 pub(crate) fn pointwise_tensor(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    map_fresh(x, conv.weight.dims()[0], |x, b, h, w, out| {
-        pointwise(conv, &x, b, h * w, out)
+    map_tensor(x, conv.weight.dims()[0], |x, b, h, w| {
+        fresh(|out| pointwise(conv, &x, b, h * w, out))
     })
 }
 
@@ -450,11 +459,9 @@ pub(crate) fn conv3x3(conv: &Conv2d, x: &[f32], b: usize, h: usize, w: usize) ->
 
 /// [`conv3x3`] on a tensor that [`plain_cpu`] accepted.
 pub(crate) fn conv3x3_tensor(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let [b, _, h, w] = x.dims();
-    let device = x.device();
-    let c_out = conv.weight.dims()[0];
-    let out = conv3x3(conv, &into_vec(x), b, h, w);
-    from_vec(out, [b, c_out, h, w], &device)
+    map_tensor(x, conv.weight.dims()[0], |x, b, h, w| {
+        conv3x3(conv, &x, b, h, w)
+    })
 }
 
 /// Pixels per LayerNorm task: a `C × PIXELS` block stays in the core's cache between the
@@ -610,7 +617,6 @@ fn depthwise_params(conv: &Conv2d) -> (Vec<f32>, Option<Vec<f32>>) {
 
 /// Scratch rows for walking a plane in place ([`in_place_rows`]).
 struct RowScratch {
-    zero: Vec<f32>,
     above: Vec<f32>,
     here: Vec<f32>,
     out: Vec<f32>,
@@ -619,7 +625,6 @@ struct RowScratch {
 impl RowScratch {
     fn new(w: usize) -> Self {
         RowScratch {
-            zero: vec![0.0; w],
             above: vec![0.0; w],
             here: vec![0.0; w],
             out: vec![0.0; w],
@@ -627,16 +632,16 @@ impl RowScratch {
     }
 }
 
-/// Replaces each row `y` of an `h × w` plane by `f(rows, out)`, where `rows` are the
-/// plane's *original* rows `y − 1, y, y + 1` (zeros outside it): walking from the top, the
-/// two rows that the walk has already overwritten are kept in `scratch`.
+/// Replaces each row `y` of an `h × w` plane by `f(y, rows, out)`, where `rows` are the
+/// plane's *original* rows `y − 1, y, y + 1` (`zero`, `w` zeros, outside it): walking from
+/// the top, the two rows that the walk has already overwritten are kept in `scratch`.
 #[inline(always)]
 fn in_place_rows(
     plane: &mut [f32],
-    w: usize,
-    h: usize,
+    (w, h): (usize, usize),
+    zero: &[f32],
     s: &mut RowScratch,
-    mut f: impl FnMut([&[f32]; 3], &mut [f32]),
+    mut f: impl FnMut(usize, [&[f32]; 3], &mut [f32]),
 ) {
     s.here.copy_from_slice(&plane[..w]);
     for y in 0..h {
@@ -644,10 +649,10 @@ fn in_place_rows(
             let below = if y + 1 < h {
                 &plane[(y + 1) * w..(y + 2) * w]
             } else {
-                &s.zero[..]
+                zero
             };
-            let above = if y == 0 { &s.zero[..] } else { &s.above[..] };
-            f([above, &s.here, below], &mut s.out);
+            let above = if y == 0 { zero } else { &s.above[..] };
+            f(y, [above, &s.here, below], &mut s.out);
         }
         plane[y * w..(y + 1) * w].copy_from_slice(&s.out);
         std::mem::swap(&mut s.above, &mut s.here);
@@ -673,14 +678,15 @@ pub(crate) fn depthwise3x3(conv: &Conv2d, x: &mut [f32], b: usize, h: usize, w: 
                 let ch = t % c;
                 let kc = &k[ch * 9..ch * 9 + 9];
                 let bb = bias.as_ref().map_or(0.0, |b| b[ch]);
+                let zero = vec![0.0f32; w];
                 let mut scratch = RowScratch::new(w);
                 in_place_rows(
                     plane,
-                    w,
-                    h,
+                    (w, h),
+                    &zero,
                     &mut scratch,
                     #[inline(always)]
-                    |rows, out| depthwise_row(rows, kc, bb, out),
+                    |_, rows, out| depthwise_row(rows, kc, bb, out),
                 );
             },
         )
@@ -726,23 +732,21 @@ pub(crate) fn depthwise_gate(conv: &Conv2d, x: &mut Vec<f32>, b: usize, h: usize
         simd(
             #[inline(always)]
             || {
-                let mut scratch = RowScratch::new(w);
                 let zero = vec![0.0f32; w];
+                let mut scratch = RowScratch::new(w);
                 let mut gate = vec![0.0f32; w];
-                let mut y = 0;
                 in_place_rows(
                     pa,
-                    w,
-                    h,
+                    (w, h),
+                    &zero,
                     &mut scratch,
                     #[inline(always)]
-                    |rows, out| {
+                    |y, rows, out| {
                         depthwise_row(rows, ka, ba, out);
                         depthwise_row(rows_around(pg, &zero, w, h, y), kg, bg, &mut gate);
                         for (o, g) in out.iter_mut().zip(&gate) {
                             *o = gelu(*o) * g;
                         }
-                        y += 1;
                     },
                 );
             },

@@ -56,7 +56,9 @@ impl FeedForward {
         #[cfg(any(feature = "flex", feature = "ndarray"))]
         if super::cpu::plain_cpu(&x) {
             let c = x.dims()[1];
-            return super::cpu::map_fresh(x, c, |x, b, h, w, out| self.apply_cpu(x, b, h, w, out));
+            return super::cpu::map_tensor(x, c, |x, b, h, w| {
+                super::cpu::fresh(|out| self.apply_cpu(x, b, h, w, out))
+            });
         }
         self.forward_ops(x)
     }

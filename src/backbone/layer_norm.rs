@@ -72,10 +72,8 @@ impl ChannelLayerNorm {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         #[cfg(any(feature = "flex", feature = "ndarray"))]
         if super::cpu::plain_cpu(&x) {
-            let [b, c, h, w] = x.dims();
-            let device = x.device();
-            let out = self.apply_cpu(&super::cpu::into_vec(x), b, c, h * w);
-            return super::cpu::from_vec(out, [b, c, h, w], &device);
+            let c = x.dims()[1];
+            return super::cpu::map_tensor(x, c, |x, b, h, w| self.apply_cpu(&x, b, c, h * w));
         }
         self.forward_ops(x)
     }
