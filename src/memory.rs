@@ -24,8 +24,11 @@ pub fn retain_freed_memory() -> bool {
             // Thread-safe and without memory-safety preconditions; returns 1 on success.
             safe fn mallopt(param: c_int, value: c_int) -> c_int;
         }
+        // -1: never trim (mallopt(3)). `c_int::MAX` is only 2 GiB: a training step that frees
+        // more than that at once (the small preset at batch 16 peaks at 4 GB) handed the top of
+        // the heap back and faulted it in again at the next step.
         mallopt(M_MMAP_MAX, 0) == 1
-            && mallopt(M_TRIM_THRESHOLD, c_int::MAX) == 1
+            && mallopt(M_TRIM_THRESHOLD, -1) == 1
             && mallopt(M_TOP_PAD, 64 << 20) == 1
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
