@@ -27,14 +27,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
 use burn::prelude::*;
-use dppd::data::{
-    Entry, Image, RestoreDataset, TaskMix, same_name_pairs, synthetic_entries, write_image,
-};
+use dppd::data::{Entry, RestoreDataset, TaskMix, same_name_pairs, synthetic_entries, write_image};
 use dppd::degrade::Task;
-use dppd::eval::{ScoreTable, restoration_scores, side_by_side};
+use dppd::eval::{benchmark, side_by_side};
 use dppd::model::{PromptIrConfig, Restorer, RestorerConfig};
 use dppd::train::Checkpoint;
 use dppd::{Error, Result, device_from_name};
@@ -76,11 +73,6 @@ fn side(value: String, option: &str) -> Result<usize> {
         .ok()
         .filter(|&n| n >= 16)
         .ok_or_else(|| Error::Config(format!("{option}: an integer ≥ 16")))
-}
-
-fn centre(im: &Image, n: usize) -> Result<Image> {
-    let (w, h) = (im.width.min(n), im.height.min(n));
-    im.crop((im.width - w) / 2, (im.height - h) / 2, w, h)
 }
 
 fn run() -> Result<()> {
@@ -158,25 +150,9 @@ fn run() -> Result<()> {
         )));
     }
     let set = RestoreDataset::test(entries, seed).with_max_side(max_side);
-    let mut table = ScoreTable::default();
-    let t0 = Instant::now();
-    for i in 0..set.len() {
-        let s = set.get(i, 0)?;
-        let (degraded, clean) = match crop {
-            Some(n) => (
-                centre(&s.degraded, n)?.crop_to_multiple(16)?,
-                centre(&s.clean, n)?.crop_to_multiple(16)?,
-            ),
-            None => (s.degraded, s.clean),
-        };
-        let restored = Image::from_tensor(
-            net.forward(degraded.to_batch_tensor(&d))
-                .squeeze_dim::<3>(0),
-        )?
-        .clamped();
-        let r = restoration_scores(&restored, &clean)?;
-        let input = restoration_scores(&degraded, &clean)?;
-        table.add(s.task, r, input);
+    let options = dppd::restore::RestoreOptions::default();
+    let bench = benchmark(&net, &set, crop, &options, &d, |i, n, r| {
+        let s = &r.sample;
         let stem = s.name.split('#').next().unwrap_or(&s.name);
         let stem = Path::new(stem)
             .file_stem()
@@ -196,40 +172,61 @@ fn run() -> Result<()> {
         };
         write_image(
             file("images")?,
-            &side_by_side(&[&degraded, &restored, &clean], 4),
+            &side_by_side(&[&s.degraded, &r.restored, &s.clean], 4),
         )?;
         if save_inputs {
-            write_image(file("inputs")?, &degraded)?;
-            write_image(file("clean")?, &clean)?;
+            write_image(file("inputs")?, &s.degraded)?;
+            write_image(file("clean")?, &s.clean)?;
         }
+        let predicted = r
+            .predicted
+            .as_ref()
+            .map(|p| format!(", seen as {} (p {:.2})", p.name, p.probability))
+            .unwrap_or_default();
         eprintln!(
-            "[{}/{}] {} {}: {:.2} dB / {:.4} (input {:.2} dB / {:.4}), {:.1} s",
+            "[{}/{n}] {} {}: {:.2} dB / {:.4} (input {:.2} dB / {:.4}){predicted}, {:.1} s",
             i + 1,
-            set.len(),
             s.task,
             stem,
-            r.0,
-            r.1,
-            input.0,
-            input.1,
-            t0.elapsed().as_secs_f64()
+            r.scores.0,
+            r.scores.1,
+            r.input_scores.0,
+            r.input_scores.1,
+            r.seconds
         );
-    }
+        Ok(())
+    })?;
+    let classification = match bench.confusion.accuracy() {
+        Some(a) => {
+            let (right, total) = bench.confusion.right_of(false);
+            format!(
+                "\n## Predicted degradation\n\n{right} of {total} degraded images ({:.1}%) are \
+                 assigned to their own family (the clean images are not counted).\n\n{}",
+                100.0 * a,
+                bench.confusion.to_markdown()
+            )
+        }
+        None if bench.confusion.counts.is_empty() => String::new(),
+        None => format!(
+            "\n## Predicted degradation\n\n{}",
+            bench.confusion.to_markdown()
+        ),
+    };
     let md = format!(
         "# Evaluation of `{}`\n\nPSNR/SSIM on RGB in [0, 1] (scikit-image's definitions), images \
          centre-cropped to a multiple of 16{}; test seed {seed}. \"input\" is the degraded image \
-         itself.\n\n{}",
+         itself.\n\n{}{classification}",
         model_path.display(),
         crop.map(|n| format!(" after a centre crop to at most {n}×{n}"))
             .unwrap_or_default(),
-        table.to_markdown()
+        bench.table.to_markdown()
     );
     let io = |p: &Path| {
         let p = p.to_path_buf();
         move |source| Error::Io { path: p, source }
     };
     std::fs::write(out.join("results.md"), &md).map_err(io(&out.join("results.md")))?;
-    std::fs::write(out.join("results.csv"), table.to_csv())
+    std::fs::write(out.join("results.csv"), bench.table.to_csv())
         .map_err(io(&out.join("results.csv")))?;
     println!("{md}");
     Ok(())

@@ -19,6 +19,10 @@
 //! - `--stop-at N`: end the run after step N as an interruption would (the schedule still
 //!   spans `steps`; no final model: the checkpoint at N, if N is a multiple of
 //!   `checkpoint_interval`, holds it; `--resume` continues);
+//! - `--init MODEL.bpk`: a fresh run starts from this network (e.g. `weights/default.bpk`)
+//!   with a fresh optimiser; its shapes must be the configuration's;
+//! - `--minutes M`: end the run cleanly (checkpoint, `final.bpk`) after the first step that
+//!   finishes M minutes after the start; `--resume` continues it;
 //! - `train --export CHECKPOINT OUT.bpk`: writes the network of a training checkpoint as a
 //!   `.bpk` file (configuration included) that `restore` and `evaluate` load.
 
@@ -29,13 +33,15 @@ use dppd::train::{Checkpoint, ExperimentConfig, ModelSpec, TrainOptions, train};
 use dppd::{Error, Result, device_from_name};
 
 const USAGE: &str = "usage: train --config CONFIG|PRESET --data DIR --out RUN_DIR [--resume] \
-[--device flex|ndarray|wgpu|cuda] [--steps N] [--batch N] [--patch N] [--stop-at N]
+[--device flex|ndarray|wgpu|cuda] [--steps N] [--batch N] [--patch N] [--stop-at N] \
+[--init MODEL.bpk] [--minutes M]
        train --export CHECKPOINT OUT.bpk";
 
 fn run() -> Result<()> {
     let (mut config, mut data, mut out, mut resume, mut device) =
         (None, None, None, false, "flex".to_string());
     let (mut steps, mut batch, mut patch, mut stop_at) = (None, None, None, None);
+    let (mut init, mut minutes) = (None, None);
     let mut it = std::env::args().skip(1);
     let num = |v: Option<String>, a: &str| -> Result<u64> {
         v.and_then(|v| v.parse().ok())
@@ -52,6 +58,8 @@ fn run() -> Result<()> {
             "--batch" => batch = Some(num(it.next(), &a)? as usize),
             "--patch" => patch = Some(num(it.next(), &a)? as usize),
             "--stop-at" => stop_at = Some(num(it.next(), &a)?),
+            "--init" => init = it.next().map(PathBuf::from),
+            "--minutes" => minutes = Some(num(it.next(), &a)? as f64),
             "--export" => {
                 let (Some(ckpt), Some(target)) = (it.next(), it.next()) else {
                     return Err(Error::Config(format!(
@@ -97,12 +105,13 @@ fn run() -> Result<()> {
         config.patch_size = p;
     }
     let opts = TrainOptions {
-        run_dir: out.clone(),
         data_root: data,
-        device: device_from_name(&device)?,
         resume,
         stop_at,
         progress: true,
+        init,
+        time_limit: minutes.map(|m| std::time::Duration::from_secs_f64(m * 60.0)),
+        ..TrainOptions::new(&out, device_from_name(&device)?)
     };
     let s = train(config, &opts)?;
     eprintln!(

@@ -13,12 +13,10 @@ use dppd::train::{TrainOptions, list_checkpoints, train};
 
 fn opts(run: &Path, data: &Path, resume: bool, stop_at: Option<u64>) -> TrainOptions {
     TrainOptions {
-        run_dir: run.to_path_buf(),
         data_root: Some(data.to_path_buf()),
-        device: Device::flex(),
         resume,
         stop_at,
-        progress: false,
+        ..TrainOptions::new(run, Device::flex())
     }
 }
 

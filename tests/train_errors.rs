@@ -16,14 +16,8 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     config.checkpoint_interval = 1;
     config.val_interval = 100;
     let run = dir.join("run");
-    let opts = TrainOptions {
-        run_dir: run.clone(),
-        data_root: Some(data),
-        device: Device::flex(),
-        resume: false,
-        stop_at: None,
-        progress: false,
-    };
+    let mut opts = TrainOptions::new(&run, Device::flex());
+    opts.data_root = Some(data);
     let err = train(config, &opts).unwrap_err().to_string();
     assert!(err.contains("non-finite loss"), "{err}");
     let ckpts = list_checkpoints(&run.join("checkpoints"));

@@ -32,6 +32,7 @@ use crate::Error;
 /// | 11 | `low_rain` | low light + rain |
 /// | 12 | `haze_rain` | haze + rain |
 /// | 13 | `low_haze_rain` | low light + haze + rain |
+/// | 14 | `clean` | none (an empty [`Composite`]: the input is the clean image) |
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Task {
@@ -63,11 +64,14 @@ pub enum Task {
     HazeRain,
     /// Low light + haze + rain.
     LowHazeRain,
+    /// No degradation: the input is the clean image. Trained so that a network returns a
+    /// photograph it has nothing to remove from unchanged (and can say so: family `clean`).
+    Clean,
 }
 
 impl Task {
     /// Every task, in label order.
-    pub const ALL: [Task; 14] = [
+    pub const ALL: [Task; 15] = [
         Task::Denoise15,
         Task::Denoise25,
         Task::Denoise50,
@@ -82,6 +86,7 @@ impl Task {
         Task::LowRain,
         Task::HazeRain,
         Task::LowHazeRain,
+        Task::Clean,
     ];
 
     /// The paper's 3-task setting (PromptIR, DPPD): denoise σ15, σ25, σ50, derain, dehaze.
@@ -129,14 +134,15 @@ impl Task {
             Task::LowRain => "low_rain",
             Task::HazeRain => "haze_rain",
             Task::LowHazeRain => "low_haze_rain",
+            Task::Clean => "clean",
         }
     }
 
     /// The degradation family: the name of the DPA prototype the task's samples are pulled
     /// to ([`RestorerConfig::degradations`](crate::model::RestorerConfig::degradations)).
     /// Every noise level is `noise`; `derain` is `rain`, `dehaze` `haze`, `deblur` `blur`,
-    /// `defocus` `defocus`, `low_light` `low_light`, `jpeg` `jpeg`; a composite is a family of
-    /// its own, named like the task (`low_haze`, ...).
+    /// `defocus` `defocus`, `low_light` `low_light`, `jpeg` `jpeg`, `clean` `clean`; a composite
+    /// is a family of its own, named like the task (`low_haze`, ...).
     pub fn family(self) -> &'static str {
         match self {
             Task::Denoise15 | Task::Denoise25 | Task::Denoise50 | Task::DenoiseBlind => "noise",
@@ -146,6 +152,7 @@ impl Task {
             Task::LowLight => "low_light",
             Task::Defocus => "defocus",
             Task::Jpeg => "jpeg",
+            Task::Clean => "clean",
             Task::LowHaze | Task::LowRain | Task::HazeRain | Task::LowHazeRain => self.name(),
         }
     }
@@ -170,6 +177,7 @@ impl Task {
             Task::LowRain => Degradation::Composite(Composite::new([low(), rain()])),
             Task::HazeRain => Degradation::Composite(Composite::new([haze(), rain()])),
             Task::LowHazeRain => Degradation::Composite(Composite::new([low(), haze(), rain()])),
+            Task::Clean => Degradation::Composite(Composite::new([])),
         }
     }
 }
@@ -239,6 +247,10 @@ mod tests {
         assert_eq!(families, ["noise", "noise", "noise", "rain", "haze"]);
         assert_eq!(Task::DenoiseBlind.family(), "noise");
         assert_eq!(Task::Deblur.family(), "blur");
+        assert_eq!(Task::Clean.family(), "clean");
+        assert_eq!(Task::Clean.label(), 14);
+        let img = crate::data::Image::from_planar(4, 3, vec![0.25; 36]).unwrap();
+        assert_eq!(Task::Clean.degradation().apply_seeded(&img, 7), img);
         assert_eq!(Task::from_label(Task::ALL.len()), None);
     }
 }

@@ -108,7 +108,7 @@ fn same_seed_same_image_other_seed_other_image() {
         (0..48 * 40).map(|i| (i % 48) as f32 + 1.0).collect(),
     )
     .unwrap();
-    for task in Task::ALL {
+    for task in Task::ALL.into_iter().filter(|&t| t != Task::Clean) {
         let d = task.degradation();
         let a = d.apply_seeded(&img, 11);
         let b = d.apply_seeded(&img, 11);

@@ -14,15 +14,30 @@ use crate::degrade::Task;
 use crate::model::RestorerConfig;
 use crate::{Error, Result};
 
-/// The network: a preset name (`"dppd-small"`, `"dppd"`, `"promptir"`, `"restormer"`) or a
-/// full [`RestorerConfig`] object.
+/// The network: a preset name (`"dppd-small"`, `"dppd"`, `"promptir"`, `"restormer"`), a
+/// preset with its degradation names replaced (`{"preset": "dppd-small", "degradations":
+/// ["noise", "rain", "haze", "clean"]}`: names a spare prototype), or a full
+/// [`RestorerConfig`] object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ModelSpec {
     /// A preset by name ([`RestorerConfig::preset`]).
     Preset(String),
+    /// A preset whose DPA prototypes carry other names.
+    Named(NamedPreset),
     /// A full configuration.
     Config(Box<RestorerConfig>),
+}
+
+/// A preset with its own degradation names ([`ModelSpec::Named`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedPreset {
+    /// The preset ([`RestorerConfig::preset`]).
+    pub preset: String,
+    /// The names of the DPA prototypes, in order
+    /// ([`RestorerConfig::degradations`]); at most as many as the preset has prototypes.
+    pub degradations: Vec<String>,
 }
 
 impl ModelSpec {
@@ -30,6 +45,10 @@ impl ModelSpec {
     pub fn resolve(&self) -> Result<RestorerConfig> {
         let c = match self {
             ModelSpec::Preset(name) => RestorerConfig::preset(name)?,
+            ModelSpec::Named(n) => RestorerConfig {
+                degradations: n.degradations.clone(),
+                ..RestorerConfig::preset(&n.preset)?
+            },
             ModelSpec::Config(c) => (**c).clone(),
         };
         c.validate()?;

@@ -10,7 +10,8 @@ mod trainer;
 
 pub use checkpoint::{BestScore, Checkpoint, TrainState};
 pub use config::{
-    DataConfig, DataLayout, ExperimentConfig, GradClip, ModelSpec, OptimizerConfig, ScheduleConfig,
+    DataConfig, DataLayout, ExperimentConfig, GradClip, ModelSpec, NamedPreset, OptimizerConfig,
+    ScheduleConfig,
 };
 pub use loss::{LossConfig, LossParts, restoration_loss};
 pub use trainer::{

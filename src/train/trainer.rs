@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
@@ -51,6 +51,32 @@ pub struct TrainOptions {
     pub stop_at: Option<u64>,
     /// Print progress on stderr.
     pub progress: bool,
+    /// A fresh run starts from the network in this model file (`.bpk` written by
+    /// [`Restorer::save`]) instead of a random initialisation; the optimiser starts fresh.
+    /// The file's network must have the shapes of the experiment's (its degradation names may
+    /// differ: the experiment's are kept, so a spare prototype can be given a name). Ignored
+    /// on resume (the checkpoint holds the network).
+    pub init: Option<PathBuf>,
+    /// End the run cleanly after the first step that finishes this long after the call
+    /// started: a checkpoint and `final.bpk` are written, and [`TrainSummary::time_limited`]
+    /// says so. `--resume` continues the schedule from there.
+    pub time_limit: Option<Duration>,
+}
+
+impl TrainOptions {
+    /// Options for a fresh run in `run_dir` on `device`, data from the configuration, quiet.
+    pub fn new(run_dir: impl Into<PathBuf>, device: Device) -> Self {
+        Self {
+            run_dir: run_dir.into(),
+            data_root: None,
+            device,
+            resume: false,
+            stop_at: None,
+            progress: false,
+            init: None,
+            time_limit: None,
+        }
+    }
 }
 
 /// One task's validation scores (means over its validation images).
@@ -96,6 +122,8 @@ pub struct TrainSummary {
     pub best: Option<BestScore>,
     /// Mean training throughput of this call (images per second, validation excluded).
     pub images_per_second: f64,
+    /// Whether the run ended at [`TrainOptions::time_limit`] before `steps`.
+    pub time_limited: bool,
 }
 
 /// The training and validation entries of a data configuration.
@@ -290,6 +318,26 @@ fn validate(
     })
 }
 
+/// The network of `path` in the shapes of `network` (see [`TrainOptions::init`]).
+fn init_from(network: &RestorerConfig, path: &Path, device: &Device) -> Result<Restorer> {
+    if let Some(stored) = Restorer::config_in_file(path)? {
+        let named = RestorerConfig {
+            degradations: network.degradations.clone(),
+            ..stored
+        };
+        if &named != network {
+            return Err(Error::Config(format!(
+                "{}: its network is not the experiment's (only the degradation names may \
+                 differ); file: {}, experiment: {}",
+                path.display(),
+                serde_json::to_string(&named).unwrap_or_default(),
+                serde_json::to_string(network).unwrap_or_default()
+            )));
+        }
+    }
+    Restorer::load_weights(network, path, device)
+}
+
 /// Checkpoint files `ckpt-STEP.ckpt` in `dir`, newest first.
 pub fn list_checkpoints(dir: &Path) -> Vec<(u64, PathBuf)> {
     let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
@@ -424,7 +472,11 @@ pub fn train(config: ExperimentConfig, opts: &TrainOptions) -> Result<TrainSumma
             }
             let network = config.model.resolve()?;
             ad.seed(derive_seed(config.seed, &[STREAM_INIT]));
-            (network.init(&ad), config.optimizer.adamw().init(), 0, None)
+            let model = match &opts.init {
+                Some(path) => init_from(&network, path, &ad)?,
+                None => network.init(&ad),
+            };
+            (model, config.optimizer.adamw().init(), 0, None)
         };
     let network = model.config().clone();
     let labels_of = family_labels(&network, &config)?;
@@ -518,7 +570,9 @@ pub fn train(config: ExperimentConfig, opts: &TrainOptions) -> Result<TrainSumma
         validations: Vec::new(),
         best,
         images_per_second: 0.0,
+        time_limited: false,
     };
+    let started = Instant::now();
     let mut iter = None;
     let mut iter_epoch = u64::MAX;
     let mut train_secs = 0.0f64;
@@ -596,7 +650,18 @@ pub fn train(config: ExperimentConfig, opts: &TrainOptions) -> Result<TrainSumma
                 eprintln!("{line}");
             }
         }
-        let last = step == config.steps;
+        let out_of_time = opts.time_limit.is_some_and(|t| started.elapsed() >= t);
+        if out_of_time && step < config.steps {
+            summary.time_limited = true;
+            if opts.progress {
+                eprintln!(
+                    "{}time limit reached after step {step} of {}",
+                    if tty { "\n" } else { "" },
+                    config.steps
+                );
+            }
+        }
+        let last = step == config.steps || out_of_time;
         let every = |n: u64| n > 0 && step % n == 0;
         if every(config.val_interval) || last {
             let v = validate(&model, &val, config.batch_size, &base, step)?;
@@ -653,8 +718,11 @@ pub fn train(config: ExperimentConfig, opts: &TrainOptions) -> Result<TrainSumma
                 let _ = std::fs::remove_file(old);
             }
         }
+        if out_of_time {
+            break;
+        }
     }
-    if start < config.steps || !run.join("final.bpk").exists() {
+    if start < step || !run.join("final.bpk").exists() {
         model.valid().save(run.join("final.bpk"))?;
     }
     if opts.progress && tty {

@@ -1,0 +1,401 @@
+//! One stretch of the default-weights training campaign (docs/default-weights.md): trains the
+//! built-in network further for a bounded time, evaluates it against the weights it started
+//! from on the held-out photographs, and replaces the weights only when it restores better.
+//!
+//! ```text
+//! cargo run --release --example campaign -- --minutes 120 [--device flex|wgpu]
+//!     [--config configs/campaign.json] [--weights weights/default.bpk]
+//!     [--state weights/campaign.json] [--data data/default] [--runs runs/campaign]
+//!     [--rate IMAGES_PER_S] [--steps N] [--batch N] [--eval-only]
+//! ```
+//! - `--minutes`: wall time of the training; the run stops cleanly at it (checkpoint and model
+//!   written), and the evaluation follows;
+//! - `--steps`: the stretch's schedule length (warm-up, then cosine to `min_lr`); by default
+//!   planned from `--minutes` and the training rate the last stretch on the same device
+//!   measured (or `--rate`), so that the schedule ends inside the time;
+//! - `--batch`: the batch size of this stretch (e.g. larger on a GPU);
+//! - `--eval-only`: evaluate the current weights and record them in the state file.
+//!
+//! Each stretch starts from `--weights` with a fresh optimiser, a seed of its own (the stretch
+//! number, so that every stretch sees other crops and degradations) and its own warm-up and
+//! decay. The candidate replaces `--weights` when its mean held-out PSNR over the tasks is
+//! higher and its mean SSIM not lower. Every stretch, accepted or not, is recorded in the
+//! state file with its scores: that file is the campaign's learning curve.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use burn::prelude::*;
+use dppd::data::{RestoreDataset, TaskMix, synthetic_entries};
+use dppd::degrade::Task;
+use dppd::eval::{Confusion, benchmark};
+use dppd::model::Restorer;
+use dppd::restore::RestoreOptions;
+use dppd::train::{ExperimentConfig, TrainOptions, train};
+use dppd::{Error, Result, device_from_name};
+use serde::{Deserialize, Serialize};
+
+const USAGE: &str = "usage: campaign --minutes M [--device NAME] [--config FILE] \
+[--weights FILE] [--state FILE] [--data DIR] [--runs DIR] [--rate IMAGES_PER_S] [--steps N] \
+[--batch N] [--eval-only]";
+
+/// The held-out tasks of the campaign's evaluation.
+const EVAL_TASKS: [Task; 6] = [
+    Task::Denoise15,
+    Task::Denoise25,
+    Task::Denoise50,
+    Task::Derain,
+    Task::Dehaze,
+    Task::Clean,
+];
+/// The evaluation's degradation seed and downscaling (as training's `data.max_side`).
+const EVAL_SEED: u64 = 0;
+const EVAL_MAX_SIDE: usize = 1280;
+
+/// Held-out scores of one set of weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Scores {
+    /// FNV-1a 64 of the weights file, hex.
+    weights: String,
+    /// Mean over tasks of the per-task mean PSNR / SSIM.
+    mean_psnr: f64,
+    mean_ssim: f64,
+    /// Per task: [PSNR, SSIM, input PSNR, input SSIM] (an infinite PSNR, that of a clean
+    /// input, is written as `null`).
+    #[serde(with = "inf_as_null")]
+    tasks: BTreeMap<String, [f64; 4]>,
+    /// Share of the degraded images assigned to their own family.
+    accuracy: Option<f64>,
+    confusion: Confusion,
+    /// Seconds the evaluation's restorations took.
+    seconds: f64,
+}
+
+/// One stretch of training.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stretch {
+    number: u64,
+    /// Unix time the stretch started.
+    started: u64,
+    device: String,
+    /// The stretch's seed, schedule length, steps done and batch size.
+    seed: u64,
+    steps_planned: u64,
+    steps_done: u64,
+    batch: usize,
+    /// Images (crops) trained on, and the training rate.
+    images: u64,
+    images_per_second: f64,
+    /// Whether the time limit ended it before its schedule did.
+    time_limited: bool,
+    /// The candidate's held-out scores, and whether it replaced the weights.
+    scores: Scores,
+    accepted: bool,
+    /// Training crops seen by the weights in use after this stretch (the learning curve's x).
+    images_seen: u64,
+}
+
+/// The state file: the history of the campaign.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    /// Training crops the weights in use have seen, over all accepted stretches.
+    images_seen: u64,
+    /// The scores of the weights in use.
+    current: Option<Scores>,
+    stretches: Vec<Stretch>,
+}
+
+/// JSON has no infinity: an infinite score is written as `null` and read back as +∞.
+mod inf_as_null {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    type Rows = BTreeMap<String, [f64; 4]>;
+
+    pub fn serialize<S: Serializer>(rows: &Rows, s: S) -> Result<S::Ok, S::Error> {
+        let out: BTreeMap<&String, [Option<f64>; 4]> = rows
+            .iter()
+            .map(|(k, v)| (k, v.map(|x| x.is_finite().then_some(x))))
+            .collect();
+        out.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Rows, D::Error> {
+        let raw = BTreeMap::<String, [Option<f64>; 4]>::deserialize(d)?;
+        Ok(raw
+            .into_iter()
+            .map(|(k, v)| (k, v.map(|x| x.unwrap_or(f64::INFINITY))))
+            .collect())
+    }
+}
+
+fn fnv1a_hex(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary sibling and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("campaign-tmp");
+    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+fn evaluate(weights: &Path, data: &Path, device: &Device) -> Result<Scores> {
+    let bytes = std::fs::read(weights).map_err(io(weights))?;
+    let model = Restorer::load(weights, device)?.valid();
+    let entries = synthetic_entries(&data.join("zz-heldout"), &TaskMix::uniform(&EVAL_TASKS))?;
+    let set = RestoreDataset::test(entries, EVAL_SEED).with_max_side(Some(EVAL_MAX_SIDE));
+    let b = benchmark(
+        &model,
+        &set,
+        None,
+        &RestoreOptions::default(),
+        device,
+        |i, n, r| {
+            eprint!(
+                "\r  evaluating {}: {}/{n} ({} {:.2} dB)   ",
+                weights.display(),
+                i + 1,
+                r.sample.task,
+                r.scores.0
+            );
+            Ok(())
+        },
+    )?;
+    eprintln!();
+    let (mean_psnr, mean_ssim) = b
+        .mean()
+        .ok_or_else(|| Error::Config("empty evaluation".into()))?;
+    Ok(Scores {
+        weights: fnv1a_hex(&bytes),
+        mean_psnr,
+        mean_ssim,
+        tasks: b
+            .table
+            .rows()
+            .into_iter()
+            .filter(|r| r.0 != "average")
+            .map(|(name, _, v)| (name, v))
+            .collect(),
+        accuracy: b.confusion.accuracy(),
+        confusion: b.confusion,
+        seconds: b.seconds,
+    })
+}
+
+fn print_scores(label: &str, s: &Scores) {
+    let tasks: Vec<String> = s
+        .tasks
+        .iter()
+        .map(|(t, v)| format!("{t} {:.2}/{:.3}", v[0], v[1]))
+        .collect();
+    eprintln!(
+        "{label}: mean {:.3} dB / {:.4}; {}; classified right {}",
+        s.mean_psnr,
+        s.mean_ssim,
+        tasks.join(", "),
+        s.accuracy
+            .map(|a| format!("{:.1}%", 100.0 * a))
+            .unwrap_or_else(|| "-".into())
+    );
+}
+
+fn run() -> Result<()> {
+    let mut a = std::env::args().skip(1);
+    let mut config = PathBuf::from("configs/campaign.json");
+    let mut weights = PathBuf::from("weights/default.bpk");
+    let mut state_path = PathBuf::from("weights/campaign.json");
+    let mut data = PathBuf::from("data/default");
+    let mut runs = PathBuf::from("runs/campaign");
+    let (mut minutes, mut rate, mut steps, mut batch) = (None, None, None, None);
+    let (mut device_name, mut eval_only) = ("flex".to_string(), false);
+    while let Some(k) = a.next() {
+        let mut v = || {
+            a.next()
+                .ok_or_else(|| Error::Config(format!("{k} needs a value\n{USAGE}")))
+        };
+        let num = |s: String, k: &str| -> Result<f64> {
+            s.parse::<f64>()
+                .ok()
+                .filter(|x| *x > 0.0 && x.is_finite())
+                .ok_or_else(|| Error::Config(format!("{k}: a positive number\n{USAGE}")))
+        };
+        match k.as_str() {
+            "--minutes" => minutes = Some(num(v()?, &k)?),
+            "--rate" => rate = Some(num(v()?, &k)?),
+            "--steps" => steps = Some(num(v()?, &k)? as u64),
+            "--batch" => batch = Some(num(v()?, &k)? as usize),
+            "--device" => device_name = v()?,
+            "--config" => config = v()?.into(),
+            "--weights" => weights = v()?.into(),
+            "--state" => state_path = v()?.into(),
+            "--data" => data = v()?.into(),
+            "--runs" => runs = v()?.into(),
+            "--eval-only" => eval_only = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => {
+                return Err(Error::Config(format!(
+                    "unknown argument {other:?}\n{USAGE}"
+                )));
+            }
+        }
+    }
+    let device = device_from_name(&device_name)?;
+    let eval_device = device_from_name(if device_name == "wgpu" || device_name == "cuda" {
+        &device_name
+    } else {
+        "flex"
+    })?;
+    let mut state: State = match std::fs::read_to_string(&state_path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            Error::Config(format!(
+                "{}: not a campaign state: {e}",
+                state_path.display()
+            ))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Config(format!(
+                "{} not found: the campaign's state file records the images the weights have \
+                 seen and every stretch (docs/default-weights.md)",
+                state_path.display()
+            )));
+        }
+        Err(e) => return Err(io(&state_path)(e)),
+    };
+    let save_state = |state: &State| -> Result<()> {
+        let json = serde_json::to_string_pretty(state).map_err(|e| Error::Config(e.to_string()))?;
+        write_atomic(&state_path, (json + "\n").as_bytes())
+    };
+
+    // the scores of the weights in use (kept in the state while the file is unchanged)
+    let bytes = std::fs::read(&weights).map_err(io(&weights))?;
+    let current = match state.current.clone() {
+        Some(s) if s.weights == fnv1a_hex(&bytes) && !eval_only => s,
+        _ => {
+            let s = evaluate(&weights, &data, &eval_device)?;
+            state.current = Some(s.clone());
+            save_state(&state)?;
+            s
+        }
+    };
+    print_scores("current weights", &current);
+    if eval_only {
+        return Ok(());
+    }
+    let minutes =
+        minutes.ok_or_else(|| Error::Config(format!("--minutes is required\n{USAGE}")))?;
+
+    // the stretch's experiment
+    let number = state.stretches.len() as u64 + 1;
+    let mut exp = ExperimentConfig::load(&config)?;
+    exp.seed = number;
+    if let Some(b) = batch {
+        exp.batch_size = b;
+    }
+    let rate = rate
+        .or_else(|| {
+            state
+                .stretches
+                .iter()
+                .rev()
+                .find(|s| s.device == device_name && s.batch == exp.batch_size)
+                .map(|s| s.images_per_second)
+        })
+        .unwrap_or(1.0);
+    exp.steps = steps.unwrap_or_else(|| {
+        // 90% of the time at the expected rate, less the first validation's and set-up's share
+        let planned = (minutes * 60.0 * 0.9 * rate / exp.batch_size as f64) as u64;
+        planned.max(exp.schedule.warmup_steps + 10)
+    });
+    let run_dir = runs.join(format!("stretch-{number:03}"));
+    if run_dir.exists() {
+        std::fs::remove_dir_all(&run_dir).map_err(io(&run_dir))?;
+    }
+    eprintln!(
+        "stretch {number}: {} steps of {} (planned at {rate:.2} images/s), seed {number}, at most \
+         {minutes} min on {device_name}, from {}",
+        exp.steps,
+        exp.batch_size,
+        weights.display()
+    );
+    let started = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut opts = TrainOptions::new(&run_dir, device);
+    opts.data_root = Some(data.clone());
+    opts.progress = true;
+    opts.init = Some(weights.clone());
+    opts.time_limit = Some(Duration::from_secs_f64(minutes * 60.0));
+    let summary = train(exp.clone(), &opts)?;
+    let candidate_path = run_dir.join("final.bpk");
+    let candidate = evaluate(&candidate_path, &data, &eval_device)?;
+    print_scores("candidate", &candidate);
+    let accepted =
+        candidate.mean_psnr > current.mean_psnr && candidate.mean_ssim >= current.mean_ssim;
+    let images = summary.losses.len() as u64 * exp.batch_size as u64;
+    if accepted {
+        let bytes = std::fs::read(&candidate_path).map_err(io(&candidate_path))?;
+        write_atomic(&weights, &bytes)?;
+        state.images_seen += images;
+        state.current = Some(candidate.clone());
+    }
+    state.stretches.push(Stretch {
+        number,
+        started,
+        device: device_name,
+        seed: exp.seed,
+        steps_planned: exp.steps,
+        steps_done: summary.step,
+        batch: exp.batch_size,
+        images,
+        images_per_second: summary.images_per_second,
+        time_limited: summary.time_limited,
+        scores: candidate,
+        accepted,
+        images_seen: state.images_seen,
+    });
+    save_state(&state)?;
+    eprintln!(
+        "{}: stretch {number} {} ({} images at {:.2} images/s; the weights in use have seen {})",
+        state_path.display(),
+        if accepted {
+            format!("accepted: {} replaced", weights.display())
+        } else {
+            "not accepted: the weights in use restore better".to_string()
+        },
+        images,
+        summary.images_per_second,
+        state.images_seen
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    dppd::retain_freed_memory();
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
