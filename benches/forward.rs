@@ -15,7 +15,9 @@
 //! `--train-batch N` times training steps instead (forward with sampled prompts, L1 + DPA
 //! cross-entropy + PDL KL, backward, AdamW update) on batches of N crops of each size, on the
 //! backend's autodiff device: `--preset dppd-small --size 128 --train-batch 4` is one step of
-//! the small preset's training.
+//! the small preset's training. The training nodes keep their intermediate values for the
+//! backward pass (burn's default); `--checkpointing` runs with gradient checkpointing instead
+//! (`Device::gradient_checkpointing`: recomputed, less memory).
 //!
 //! `--check` first compares every backend's output with flex's (the same random weights and
 //! input, at the first size) and stops with an error if they differ by more than 1e-3: on a
@@ -45,6 +47,7 @@ fn device(name: &str) -> Device {
 
 fn main() {
     let default_malloc = std::env::args().any(|a| a == "--default-malloc");
+    let checkpointing = std::env::args().any(|a| a == "--checkpointing");
     if !default_malloc {
         dppd::retain_freed_memory();
     }
@@ -64,7 +67,7 @@ fn main() {
             "--runs" => runs = val().parse().expect("runs"),
             "--preset" => preset = val(),
             "--check" => check = true,
-            "--default-malloc" => {}
+            "--default-malloc" | "--checkpointing" => {}
             "--train-batch" => train_batch = Some(val().parse::<usize>().expect("train batch")),
             "--bench" => {}
             other => panic!("unknown option {other}"),
@@ -81,7 +84,15 @@ fn main() {
     }
     let config = RestorerConfig::preset(&preset).unwrap_or_else(|e| panic!("{e}"));
     if let Some(batch) = train_batch {
-        train_steps(&config, &preset, &backends, &sizes, batch, runs);
+        train_steps(
+            &config,
+            &preset,
+            &backends,
+            &sizes,
+            batch,
+            runs,
+            checkpointing,
+        );
         return;
     }
     println!("preset {preset}, {runs} timed runs after 1 warm-up, batch 1, f32");
@@ -140,16 +151,28 @@ fn train_steps(
     sizes: &[usize],
     batch: usize,
     runs: usize,
+    checkpointing: bool,
 ) {
     use burn::optim::{AdamWConfig, GradientsParams};
     use dppd::train::{LossConfig, restoration_loss};
-    println!("preset {preset}, training steps of batch {batch}, {runs} timed after 1 warm-up");
+    println!(
+        "preset {preset}, training steps of batch {batch}, {runs} timed after 1 warm-up{}",
+        if checkpointing {
+            ", gradient checkpointing"
+        } else {
+            ""
+        }
+    );
     println!(
         "{:<10} {:>6} {:>10} {:>10} {:>10} {:>10}",
         "backend", "size", "min s", "median s", "max s", "images/s"
     );
     for b in backends {
-        let ad = device(b).autodiff();
+        let ad = if checkpointing {
+            device(b).autodiff().gradient_checkpointing()
+        } else {
+            device(b).autodiff()
+        };
         let mut model = config.init(&ad);
         let mut optim = AdamWConfig::new().init();
         for &s in sizes {

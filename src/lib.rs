@@ -5,6 +5,7 @@
 
 mod atomic;
 pub mod backbone;
+mod cpu;
 pub mod data;
 pub mod degrade;
 mod device;

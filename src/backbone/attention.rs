@@ -60,32 +60,35 @@ pub(crate) fn l2_normalize_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 }
 
 impl Attention {
+    /// The number of heads.
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+
     /// # Shapes
     /// - input `[B, C, H, W]`
     /// - output `[B, C, H, W]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        #[cfg(any(feature = "flex", feature = "ndarray"))]
-        if super::cpu::plain_cpu(&x) {
+        if crate::cpu::route(&x) == crate::cpu::Route::Kernels {
             let c = x.dims()[1];
-            return super::cpu::map_tensor(x, c, |x, b, h, w| {
-                super::cpu::fresh(|out| self.apply_cpu(x, b, h, w, out))
+            return crate::cpu::map_tensor(x, c, |x, b, h, w| {
+                crate::cpu::fresh(|out| self.apply_cpu(x, b, h, w, out))
             });
         }
         self.forward_ops(x)
     }
 
-    /// The block on plain `f32` buffers (see [`super::cpu`]): `x: [B, C, H·W]` in, the
+    /// The block on plain `f32` buffers (see [`crate::cpu`]): `x: [B, C, H·W]` in, the
     /// result written to or added to `out`.
-    #[cfg(any(feature = "flex", feature = "ndarray"))]
     pub(crate) fn apply_cpu(
         &self,
         x: Vec<f32>,
         b: usize,
         h: usize,
         w: usize,
-        out: super::cpu::Out<'_>,
+        out: crate::cpu::Out<'_>,
     ) {
-        use super::cpu;
+        use crate::cpu;
         let n = h * w;
         let c = self.project_out.weight.dims()[0];
         let mut qkv = Vec::new();

@@ -53,29 +53,27 @@ impl FeedForward {
     /// - input `[B, C, H, W]`
     /// - output `[B, C, H, W]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        #[cfg(any(feature = "flex", feature = "ndarray"))]
-        if super::cpu::plain_cpu(&x) {
+        if crate::cpu::route(&x) == crate::cpu::Route::Kernels {
             let c = x.dims()[1];
-            return super::cpu::map_tensor(x, c, |x, b, h, w| {
-                super::cpu::fresh(|out| self.apply_cpu(x, b, h, w, out))
+            return crate::cpu::map_tensor(x, c, |x, b, h, w| {
+                crate::cpu::fresh(|out| self.apply_cpu(x, b, h, w, out))
             });
         }
         self.forward_ops(x)
     }
 
-    /// The block on plain `f32` buffers (see [`super::cpu`]): `x: [B, C, H·W]` in, the
+    /// The block on plain `f32` buffers (see [`crate::cpu`]): `x: [B, C, H·W]` in, the
     /// result written to or added to `out`. The depthwise convolution and the gate run as
     /// one pass, in place: the convolution's `2·hidden` channels are never stored.
-    #[cfg(any(feature = "flex", feature = "ndarray"))]
     pub(crate) fn apply_cpu(
         &self,
         x: Vec<f32>,
         b: usize,
         h: usize,
         w: usize,
-        out: super::cpu::Out<'_>,
+        out: crate::cpu::Out<'_>,
     ) {
-        use super::cpu;
+        use crate::cpu;
         let mut hidden = Vec::new();
         cpu::pointwise(&self.project_in, &x, b, h * w, cpu::Out::Fresh(&mut hidden));
         drop(x);

@@ -64,27 +64,30 @@ impl ChannelLayerNormConfig {
 }
 
 impl ChannelLayerNorm {
+    /// The epsilon added to the variance.
+    pub fn epsilon(&self) -> f64 {
+        self.epsilon
+    }
+
     /// Normalises over the channel axis.
     ///
     /// # Shapes
     /// - input `[B, C, H, W]`
     /// - output `[B, C, H, W]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        #[cfg(any(feature = "flex", feature = "ndarray"))]
-        if super::cpu::plain_cpu(&x) {
+        if crate::cpu::route(&x) == crate::cpu::Route::Kernels {
             let c = x.dims()[1];
-            return super::cpu::map_tensor(x, c, |x, b, h, w| self.apply_cpu(&x, b, c, h * w));
+            return crate::cpu::map_tensor(x, c, |x, b, h, w| self.apply_cpu(&x, b, c, h * w));
         }
         self.forward_ops(x)
     }
 
-    /// The normalisation of `x: [B, C, N]` on plain `f32` buffers (see [`super::cpu`]).
-    #[cfg(any(feature = "flex", feature = "ndarray"))]
+    /// The normalisation of `x: [B, C, N]` on plain `f32` buffers (see [`crate::cpu`]).
     pub(crate) fn apply_cpu(&self, x: &[f32], b: usize, c: usize, n: usize) -> Vec<f32> {
-        use super::cpu::into_vec;
+        use crate::cpu::into_vec;
         let weight = into_vec(self.body.weight.val());
         let bias = self.body.bias.as_ref().map(|b| into_vec(b.val()));
-        super::cpu::layer_norm(x, b, c, n, &weight, bias.as_deref(), self.epsilon as f32)
+        crate::cpu::layer_norm(x, b, c, n, &weight, bias.as_deref(), self.epsilon as f32)
     }
 
     /// The normalisation with burn's tensor operations (every backend, autodiff).

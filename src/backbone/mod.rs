@@ -6,8 +6,6 @@
 //! handful of key remappings.
 
 mod attention;
-#[cfg(any(feature = "flex", feature = "ndarray"))]
-pub(crate) mod cpu;
 mod feed_forward;
 mod layer_norm;
 mod patch_embed;
@@ -28,6 +26,8 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::prelude::*;
 
+use crate::cpu::{self, Route};
+
 /// A `k×k` convolution with "same" zero padding (k odd), as PyTorch's `padding=k/2`.
 pub(crate) fn conv(c_in: usize, c_out: usize, k: usize, bias: bool, device: &Device) -> Conv2d {
     let p = k / 2;
@@ -37,21 +37,19 @@ pub(crate) fn conv(c_in: usize, c_out: usize, k: usize, bias: bool, device: &Dev
         .init(device)
 }
 
-/// `conv.forward(x)` for a 1×1 convolution made by [`conv`], through the CPU kernels ([`cpu`]) for inference on
-/// a CPU backend.
+/// `conv.forward(x)` for a 1×1 convolution made by [`conv`], through the CPU kernels
+/// ([`crate::cpu`]) where [`cpu::route`] sends the tensor.
 pub(crate) fn conv1x1(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    #[cfg(any(feature = "flex", feature = "ndarray"))]
-    if cpu::plain_cpu(&x) && cpu::is_pointwise(conv) {
+    if cpu::route(&x) == Route::Kernels && cpu::is_pointwise(conv) {
         return cpu::pointwise_tensor(conv, x);
     }
     conv.forward(x)
 }
 
-/// `conv.forward(x)` for a 3×3 convolution made by [`conv`], through the CPU kernels ([`cpu`])
-/// for inference on a CPU backend.
+/// `conv.forward(x)` for a 3×3 convolution made by [`conv`], through the CPU kernels
+/// ([`crate::cpu`]) where [`cpu::route`] sends the tensor.
 pub(crate) fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    #[cfg(any(feature = "flex", feature = "ndarray"))]
-    if cpu::plain_cpu(&x) && cpu::is_dense_3x3(conv) {
+    if cpu::route(&x) == Route::Kernels && cpu::is_dense_3x3(conv) {
         return cpu::conv3x3_tensor(conv, x);
     }
     conv.forward(x)
