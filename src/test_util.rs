@@ -43,3 +43,45 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Compares, for every parameter a module visits, its gradient in two gradient sets
+/// (relative to the largest value of the second); counts the parameters compared.
+pub struct GradCompare<'a> {
+    a: &'a burn::optim::GradientsParams,
+    b: &'a burn::optim::GradientsParams,
+    tolerance: f32,
+    /// Parameters compared so far.
+    pub checked: usize,
+}
+
+impl<'a> GradCompare<'a> {
+    /// A comparison of `a` against `b` within `tolerance` (relative).
+    pub fn new(
+        a: &'a burn::optim::GradientsParams,
+        b: &'a burn::optim::GradientsParams,
+        tolerance: f32,
+    ) -> Self {
+        Self {
+            a,
+            b,
+            tolerance,
+            checked: 0,
+        }
+    }
+}
+
+impl burn::module::ModuleVisitor for GradCompare<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        let (Some(a), Some(b)) = (self.a.get::<D>(param.id), self.b.get::<D>(param.id)) else {
+            panic!("no gradient for a parameter of shape {:?}", param.dims());
+        };
+        let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
+        let diff = max_abs_diff(a, b) / scale;
+        assert!(
+            diff < self.tolerance,
+            "parameter {:?}: relative difference {diff}",
+            param.dims()
+        );
+        self.checked += 1;
+    }
+}
