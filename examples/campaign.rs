@@ -6,14 +6,20 @@
 //! cargo run --release --example campaign -- --minutes 120 [--device flex|wgpu]
 //!     [--config configs/campaign.json] [--weights weights/default.bpk]
 //!     [--state weights/campaign.json] [--data data/default] [--runs runs/campaign]
-//!     [--rate IMAGES_PER_S] [--steps N] [--batch N] [--eval-only]
+//!     [--rate IMAGES_PER_S] [--steps N] [--batch N] [--probe 16,32,64,128 [--probe-seconds S]]
+//!     [--eval-only]
 //! ```
 //! - `--minutes`: wall time of the training; the run stops cleanly at it (checkpoint and model
 //!   written), and the evaluation follows;
 //! - `--steps`: the stretch's schedule length (warm-up, then cosine to `min_lr`); by default
 //!   planned from `--minutes` and the training rate the last stretch on the same device
 //!   measured (or `--rate`), so that the schedule ends inside the time;
-//! - `--batch`: the batch size of this stretch (e.g. larger on a GPU);
+//! - `--batch`: the batch size of this stretch (e.g. larger on a GPU); the learning rate is
+//!   scaled by `√(batch / configured batch)`;
+//! - `--probe B1,B2,…`: first train each batch size for `--probe-seconds` (default 60) from the
+//!   same weights, on the real data, and run the stretch with the one that trains the most
+//!   images per second (median over its steps after the third: start-up and autotuning
+//!   excluded);
 //! - `--eval-only`: evaluate the current weights and record them in the state file.
 //!
 //! Each stretch starts from `--weights` with a fresh optimiser, a seed of its own (the stretch
@@ -39,7 +45,7 @@ use serde::{Deserialize, Serialize};
 
 const USAGE: &str = "usage: campaign --minutes M [--device NAME] [--config FILE] \
 [--weights FILE] [--state FILE] [--data DIR] [--runs DIR] [--rate IMAGES_PER_S] [--steps N] \
-[--batch N] [--eval-only]";
+[--batch N] [--probe B1,B2,.. [--probe-seconds S]] [--eval-only]";
 
 /// The held-out tasks of the campaign's evaluation.
 const EVAL_TASKS: [Task; 6] = [
@@ -59,6 +65,9 @@ const EVAL_MAX_SIDE: usize = 1280;
 struct Scores {
     /// FNV-1a 64 of the weights file, hex.
     weights: String,
+    /// FNV-1a 64 of the held-out files, hex: scores are compared only on the same data.
+    #[serde(default)]
+    eval_data: String,
     /// Mean over tasks of the per-task mean PSNR / SSIM.
     mean_psnr: f64,
     mean_ssim: f64,
@@ -155,6 +164,27 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
+/// A fingerprint of the held-out folder: the names and bytes of its files, in order.
+fn data_fingerprint(data: &Path) -> Result<String> {
+    let dir = data.join("zz-heldout");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(io(&dir))?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    names.sort();
+    let mut all = Vec::new();
+    for p in names {
+        all.extend_from_slice(
+            p.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
+        all.extend(std::fs::read(&p).map_err(io(&p))?);
+    }
+    Ok(fnv1a_hex(&all))
+}
+
 fn evaluate(weights: &Path, data: &Path, device: &Device) -> Result<Scores> {
     let bytes = std::fs::read(weights).map_err(io(weights))?;
     let model = Restorer::load(weights, device)?.valid();
@@ -183,6 +213,7 @@ fn evaluate(weights: &Path, data: &Path, device: &Device) -> Result<Scores> {
         .ok_or_else(|| Error::Config("empty evaluation".into()))?;
     Ok(Scores {
         weights: fnv1a_hex(&bytes),
+        eval_data: data_fingerprint(data)?,
         mean_psnr,
         mean_ssim,
         tasks: b
@@ -196,6 +227,57 @@ fn evaluate(weights: &Path, data: &Path, device: &Device) -> Result<Scores> {
         confusion: b.confusion,
         seconds: b.seconds,
     })
+}
+
+/// Trains each batch size of `batches` for `seconds` from `weights` and returns the one with
+/// the most images per second (median over its steps after the third) and that rate.
+fn probe_batches(
+    exp: &ExperimentConfig,
+    batches: &[usize],
+    seconds: f64,
+    weights: &Path,
+    data: &Path,
+    runs: &Path,
+    device_name: &str,
+) -> Result<(usize, f64)> {
+    let mut best = (0usize, 0.0f64);
+    for &b in batches {
+        let run_dir = runs.join(format!("probe-{b}"));
+        if run_dir.exists() {
+            std::fs::remove_dir_all(&run_dir).map_err(io(&run_dir))?;
+        }
+        let mut e = exp.clone();
+        e.batch_size = b;
+        e.steps = 1_000_000;
+        e.checkpoint_interval = 0;
+        let mut opts = TrainOptions::new(&run_dir, device_from_name(device_name)?);
+        opts.data_root = Some(data.to_path_buf());
+        opts.init = Some(weights.to_path_buf());
+        opts.time_limit = Some(Duration::from_secs_f64(seconds));
+        train(e, &opts)?;
+        let csv = std::fs::read_to_string(run_dir.join("train.csv"))
+            .map_err(io(&run_dir.join("train.csv")))?;
+        let mut rates: Vec<f64> = csv
+            .lines()
+            .skip(1 + 3)
+            .filter_map(|l| l.rsplit(',').next()?.parse().ok())
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        let median = rates.get(rates.len() / 2).copied().unwrap_or(0.0);
+        eprintln!(
+            "probe: batch {b}: {median:.1} images/s over {} steps",
+            rates.len()
+        );
+        if median > best.1 {
+            best = (b, median);
+        }
+    }
+    if best.0 == 0 {
+        return Err(Error::Training(format!(
+            "the probe of batches {batches:?} finished no step beyond the third in {seconds} s"
+        )));
+    }
+    Ok(best)
 }
 
 fn print_scores(label: &str, s: &Scores) {
@@ -223,6 +305,7 @@ fn run() -> Result<()> {
     let mut data = PathBuf::from("data/default");
     let mut runs = PathBuf::from("runs/campaign");
     let (mut minutes, mut rate, mut steps, mut batch) = (None, None, None, None);
+    let (mut probe, mut probe_seconds): (Vec<usize>, f64) = (Vec::new(), 60.0);
     let (mut device_name, mut eval_only) = ("flex".to_string(), false);
     while let Some(k) = a.next() {
         let mut v = || {
@@ -240,6 +323,16 @@ fn run() -> Result<()> {
             "--rate" => rate = Some(num(v()?, &k)?),
             "--steps" => steps = Some(num(v()?, &k)? as u64),
             "--batch" => batch = Some(num(v()?, &k)? as usize),
+            "--probe" => {
+                probe = v()?
+                    .split(',')
+                    .map(|b| b.trim().parse::<usize>().ok().filter(|&b| b > 0))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| {
+                        Error::Config(format!("--probe: batch sizes like 16,32,64\n{USAGE}"))
+                    })?
+            }
+            "--probe-seconds" => probe_seconds = num(v()?, &k)?,
             "--device" => device_name = v()?,
             "--config" => config = v()?.into(),
             "--weights" => weights = v()?.into(),
@@ -288,7 +381,13 @@ fn run() -> Result<()> {
     // the scores of the weights in use (kept in the state while the file is unchanged)
     let bytes = std::fs::read(&weights).map_err(io(&weights))?;
     let current = match state.current.clone() {
-        Some(s) if s.weights == fnv1a_hex(&bytes) && !eval_only => s,
+        Some(s)
+            if s.weights == fnv1a_hex(&bytes)
+                && s.eval_data == data_fingerprint(&data)?
+                && !eval_only =>
+        {
+            s
+        }
         _ => {
             let s = evaluate(&weights, &data, &eval_device)?;
             state.current = Some(s.clone());
@@ -307,8 +406,30 @@ fn run() -> Result<()> {
     let number = state.stretches.len() as u64 + 1;
     let mut exp = ExperimentConfig::load(&config)?;
     exp.seed = number;
+    let configured_batch = exp.batch_size;
+    let mut minutes = minutes;
+    if !probe.is_empty() {
+        let started = std::time::Instant::now();
+        let (best, best_rate) = probe_batches(
+            &exp,
+            &probe,
+            probe_seconds,
+            &weights,
+            &data,
+            &runs,
+            &device_name,
+        )?;
+        eprintln!("probe: batch {best} trains fastest ({best_rate:.1} images/s)");
+        batch = Some(best);
+        rate = Some(best_rate);
+        minutes -= started.elapsed().as_secs_f64() / 60.0;
+        if minutes <= 1.0 {
+            return Err(Error::Config("the probe used up --minutes".into()));
+        }
+    }
     if let Some(b) = batch {
         exp.batch_size = b;
+        exp.optimizer.lr *= (b as f64 / configured_batch as f64).sqrt();
     }
     let rate = rate
         .or_else(|| {

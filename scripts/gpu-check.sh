@@ -1,21 +1,21 @@
 #!/bin/bash
-# The GPU session of docs/performance.md and docs/default-weights.md, as one script: checks
-# that the wgpu backend computes the CPU's outputs (flex's, which match the official code),
-# times the
-# forward pass against the official PyTorch PromptIR on the same card, then trains the
-# default weights with the time that is left.
+# The GPU session of docs/performance.md and docs/default-weights.md, as one script, run from
+# the repository root on the GPU machine after scripts/gpu-prepare.sh here:
 #
-# Prepared on a build machine with scripts/gpu-prepare.sh (binaries built with
-# `--features wgpu`, the training photographs, the official model file for the PyTorch
-# timing), then run from the repository root on the GPU machine:
+#   OUT=gpu-out BUDGET=540 scripts/gpu-check.sh
 #
-#   OUT=gpu-out BUDGET=560 scripts/gpu-check.sh
+# 1. the official PromptIR training step in PyTorch on the card, batch 16/32/64/128 (128² crops);
+# 2. the default-weights campaign (examples/campaign) on wgpu: its held-out evaluation of the
+#    current weights first (the CPU's scores are in weights/campaign.json: a check that the
+#    wgpu path computes what flex computes), then a probe of the training rate at batch
+#    16/32/64/128 on the real data, then a stretch at the fastest batch for the time left,
+#    evaluated, and the weights replaced only if they restore better. The new
+#    weights/default.bpk and weights/campaign.json are copied to $OUT for committing.
 #
-# BUDGET is the wall time, in seconds, the whole script may take; the training run gets what
-# the checks leave, minus a margin, and its step count is derived from a short probe run.
+# BUDGET is the wall time, in seconds, the whole script may take.
 set -u
 OUT=${OUT:-gpu-out}
-BUDGET=${BUDGET:-560}
+BUDGET=${BUDGET:-540}
 BIN=${BIN:-.gpu/bin}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/gpu.log") 2>&1
@@ -33,42 +33,22 @@ icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 python3 -c 'import lzma, sys
 for f in sys.argv[1:]:
     open(f[:-3], "wb").write(lzma.open(f).read())' "$BIN"/*.xz
-chmod +x "$BIN"/train "$BIN"/forward
+chmod +x "$BIN"/campaign
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 nproc
 
-log "1+2. wgpu vs flex (same weights and input), then forward timings on wgpu"
-for preset in promptir dppd; do
-    timeout 150 "$BIN/forward" --check --backend wgpu --preset $preset --size 256 --size 512 --runs 5 2>&1 |
-        grep -v XDG_RUNTIME | tail -4
+log "1. official PromptIR training step in PyTorch on the card"
+timeout 150 python3 scripts/torch_train_step.py cuda 16 32 64 128 2>&1 | tail -5
+
+left=$((BUDGET - $(elapsed) - 30))
+log "2. campaign on wgpu: evaluation, probe of batch 16/32/64/128, stretch ($left s in all)"
+cp weights/campaign.json "$OUT/campaign-before.json"
+timeout $((left + 20)) "$BIN/campaign" --device wgpu --data .gpu/data/default \
+    --runs /tmp/campaign --minutes $(awk -v s="$left" 'BEGIN { printf "%.1f", (s - 200) / 60 }') \
+    --probe 16,32,64,128 --probe-seconds 40
+log "campaign exit status $?"
+cp weights/default.bpk weights/campaign.json "$OUT/"
+for f in /tmp/campaign/stretch-*/train.csv /tmp/campaign/stretch-*/val.csv; do
+    [ -f "$f" ] && cp "$f" "$OUT/"
 done
-timeout 90 "$BIN/forward" --check --backend wgpu --preset dppd-small --size 512 --size 1024 --runs 5 2>&1 |
-    grep -v XDG_RUNTIME | tail -4
-
-log "3. forward timings: official PromptIR in PyTorch on the same card"
-timeout 120 python3 scripts/torch_forward.py cuda 256 512 2>&1 | tail -4
-
-log "4. default weights: probe the training speed"
-# An array, not a shell function: `timeout` runs programs, not functions.
-train=("$BIN/train" --config configs/default.json --data .gpu/data/default --device wgpu)
-timeout 120 "${train[@]}" --out /tmp/probe --steps 40 > /tmp/probe.log 2>&1
-tail -2 /tmp/probe.log
-rate=$(grep -o 'done: step [0-9]*, [0-9.]* images/s' /tmp/probe.log | awk '{print $4}')
-left=$((BUDGET - $(elapsed) - 45))
-steps=$(awk -v r="${rate:-0}" -v t=$left 'BEGIN { s = int(r * t * 0.85 / 16 / 100) * 100; print (s < 100 ? 0 : s) }')
-log "probe: ${rate:-?} images/s; $left s left; training $steps steps of 16"
-if [ "$steps" -gt 0 ]; then
-    timeout $((left + 20)) "${train[@]}" --out /tmp/run --steps "$steps" > /tmp/train.log 2>&1
-    log "training exit status $?"
-    grep -E "step [0-9]*00/|done|error|\|" /tmp/train.log | tail -30
-    cp /tmp/train.log "$OUT/train.log"
-    for f in final.bpk best.bpk train.csv val.csv curves.png; do
-        [ -f /tmp/run/$f ] && cp /tmp/run/$f "$OUT/"
-    done
-    # Killed before the end: bring the newest checkpoint back, to finish with --resume.
-    if [ ! -f /tmp/run/final.bpk ]; then
-        last=$(ls -t /tmp/run/checkpoints/* 2>/dev/null | head -1)
-        [ -n "$last" ] && cp "$last" "$OUT/"
-    fi
-fi
 log "done"
