@@ -28,24 +28,23 @@
 //! higher and its mean SSIM not lower. Every stretch, accepted or not, is recorded in the
 //! state file with its scores: that file is the campaign's learning curve.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use burn::prelude::*;
+use clap::Parser;
 use dppd::data::{RestoreDataset, TaskMix, synthetic_entries};
 use dppd::degrade::Task;
 use dppd::eval::{Confusion, benchmark};
 use dppd::model::Restorer;
 use dppd::restore::RestoreOptions;
-use dppd::train::{ExperimentConfig, TrainOptions, train};
+use dppd::train::{ExperimentConfig, TrainOptions, train, train_with};
 use dppd::{Error, Result, device_from_name};
 use serde::{Deserialize, Serialize};
-
-const USAGE: &str = "usage: campaign --minutes M [--device NAME] [--config FILE] \
-[--weights FILE] [--state FILE] [--data DIR] [--runs DIR] [--rate IMAGES_PER_S] [--steps N] \
-[--batch N] [--probe B1,B2,.. [--probe-seconds S]] [--eval-only]";
 
 /// The held-out tasks of the campaign's evaluation.
 const EVAL_TASKS: [Task; 6] = [
@@ -297,59 +296,78 @@ fn print_scores(label: &str, s: &Scores) {
     );
 }
 
-fn run() -> Result<()> {
-    let mut a = std::env::args().skip(1);
-    let mut config = PathBuf::from("configs/campaign.json");
-    let mut weights = PathBuf::from("weights/default.bpk");
-    let mut state_path = PathBuf::from("weights/campaign.json");
-    let mut data = PathBuf::from("data/default");
-    let mut runs = PathBuf::from("runs/campaign");
-    let (mut minutes, mut rate, mut steps, mut batch) = (None, None, None, None);
-    let (mut probe, mut probe_seconds): (Vec<usize>, f64) = (Vec::new(), 60.0);
-    let (mut device_name, mut eval_only) = ("flex".to_string(), false);
-    while let Some(k) = a.next() {
-        let mut v = || {
-            a.next()
-                .ok_or_else(|| Error::Config(format!("{k} needs a value\n{USAGE}")))
-        };
-        let num = |s: String, k: &str| -> Result<f64> {
-            s.parse::<f64>()
-                .ok()
-                .filter(|x| *x > 0.0 && x.is_finite())
-                .ok_or_else(|| Error::Config(format!("{k}: a positive number\n{USAGE}")))
-        };
-        match k.as_str() {
-            "--minutes" => minutes = Some(num(v()?, &k)?),
-            "--rate" => rate = Some(num(v()?, &k)?),
-            "--steps" => steps = Some(num(v()?, &k)? as u64),
-            "--batch" => batch = Some(num(v()?, &k)? as usize),
-            "--probe" => {
-                probe = v()?
-                    .split(',')
-                    .map(|b| b.trim().parse::<usize>().ok().filter(|&b| b > 0))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| {
-                        Error::Config(format!("--probe: batch sizes like 16,32,64\n{USAGE}"))
-                    })?
-            }
-            "--probe-seconds" => probe_seconds = num(v()?, &k)?,
-            "--device" => device_name = v()?,
-            "--config" => config = v()?.into(),
-            "--weights" => weights = v()?.into(),
-            "--state" => state_path = v()?.into(),
-            "--data" => data = v()?.into(),
-            "--runs" => runs = v()?.into(),
-            "--eval-only" => eval_only = true,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            other => {
-                return Err(Error::Config(format!(
-                    "unknown argument {other:?}\n{USAGE}"
-                )));
-            }
-        }
+/// One stretch of the default-weights training campaign (docs/default-weights.md).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Wall time of the training, in minutes (the run stops cleanly at it; the evaluation
+    /// follows). Required unless --eval-only.
+    #[arg(long, required_unless_present = "eval_only", value_parser = positive)]
+    minutes: Option<f64>,
+    /// flex (default), wgpu, cuda (as built).
+    #[arg(long, default_value = "flex")]
+    device: String,
+    /// The campaign's experiment configuration.
+    #[arg(long, default_value = "configs/campaign.json")]
+    config: PathBuf,
+    /// The weights the stretch starts from and replaces when it restores better.
+    #[arg(long, default_value = "weights/default.bpk")]
+    weights: PathBuf,
+    /// The campaign's state file (its learning curve).
+    #[arg(long, default_value = "weights/campaign.json")]
+    state: PathBuf,
+    /// The photo folder (scripts/default-data.sh).
+    #[arg(long, default_value = "data/default")]
+    data: PathBuf,
+    /// Where the stretch's run folder goes.
+    #[arg(long, default_value = "runs/campaign")]
+    runs: PathBuf,
+    /// The training rate (images/s) to plan the schedule with; default: the last stretch's on
+    /// the same device and batch, else 1.
+    #[arg(long, value_parser = positive)]
+    rate: Option<f64>,
+    /// The schedule's length in steps (default: planned from --minutes and the rate).
+    #[arg(long)]
+    steps: Option<u64>,
+    /// The batch size of this stretch (the learning rate is scaled by √(batch / configured)).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Train each of these batch sizes briefly first and keep the fastest (e.g. 16,32,64,128).
+    #[arg(long, value_delimiter = ',')]
+    probe: Vec<usize>,
+    /// Seconds per probed batch size.
+    #[arg(long, default_value_t = 60.0, value_parser = positive)]
+    probe_seconds: f64,
+    /// Only evaluate the current weights and record them in the state file.
+    #[arg(long)]
+    eval_only: bool,
+}
+
+fn positive(s: &str) -> std::result::Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|x| *x > 0.0 && x.is_finite())
+        .ok_or_else(|| format!("{s:?} is not a positive number"))
+}
+
+fn run(a: Args) -> Result<()> {
+    let Args {
+        minutes,
+        device: device_name,
+        config,
+        weights,
+        state: state_path,
+        data,
+        runs,
+        mut rate,
+        steps,
+        mut batch,
+        probe,
+        probe_seconds,
+        eval_only,
+    } = a;
+    if probe.contains(&0) || batch == Some(0) {
+        return Err(Error::Config("batch sizes must be positive".into()));
     }
     let device = device_from_name(&device_name)?;
     let eval_device = device_from_name(if device_name == "wgpu" || device_name == "cuda" {
@@ -399,8 +417,7 @@ fn run() -> Result<()> {
     if eval_only {
         return Ok(());
     }
-    let minutes =
-        minutes.ok_or_else(|| Error::Config(format!("--minutes is required\n{USAGE}")))?;
+    let minutes = minutes.ok_or_else(|| Error::Config("--minutes is required".into()))?;
 
     // the stretch's experiment
     let number = state.stretches.len() as u64 + 1;
@@ -463,10 +480,12 @@ fn run() -> Result<()> {
         .unwrap_or(0);
     let mut opts = TrainOptions::new(&run_dir, device);
     opts.data_root = Some(data.clone());
-    opts.progress = true;
     opts.init = Some(weights.clone());
     opts.time_limit = Some(Duration::from_secs_f64(minutes * 60.0));
-    let summary = train(exp.clone(), &opts)?;
+    let mut reporter = common::TrainReporter::new(exp.log_interval);
+    let summary = train_with(exp.clone(), &opts, |e| reporter.event(e));
+    reporter.finish();
+    let summary = summary?;
     let candidate_path = run_dir.join("final.bpk");
     let candidate = evaluate(&candidate_path, &data, &eval_device)?;
     print_scores("candidate", &candidate);
@@ -512,7 +531,7 @@ fn run() -> Result<()> {
 
 fn main() -> ExitCode {
     dppd::retain_freed_memory();
-    match run() {
+    match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -35,42 +35,38 @@ fn main() -> ExitCode {
     }
 }
 
+/// Shows a photograph under every synthetic degradation as one labelled grid, or writes it
+/// degraded as one task trains (--task).
+#[derive(clap::Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The photograph.
+    photo: PathBuf,
+    /// The picture to write (PNG or JPEG).
+    out: PathBuf,
+    /// The seed of the random degradations.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// A depth map for haze (16-bit PNG); default: PHOTO_depth.png beside the photo if any.
+    #[arg(long)]
+    depth: Option<PathBuf>,
+    /// Width of the grid's tiles.
+    #[arg(long = "tile", default_value_t = 232, conflicts_with = "task")]
+    tile_w: usize,
+    /// Write the whole photograph degraded as this task trains (denoise_25, derain, dehaze, …).
+    #[arg(long)]
+    task: Option<Task>,
+}
+
 fn run() -> Result<(), String> {
-    let mut args = std::env::args().skip(1);
-    let (mut photo, mut out, mut seed, mut depth_path, mut tile_w) = (None, None, 0u64, None, 232);
-    let mut task: Option<Task> = None;
-    while let Some(a) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
-        match a.as_str() {
-            "--seed" => {
-                seed = value("--seed")?
-                    .parse()
-                    .map_err(|e| format!("--seed: {e}"))?
-            }
-            "--depth" => depth_path = Some(PathBuf::from(value("--depth")?)),
-            "--task" => task = Some(value("--task")?.parse().map_err(|e| format!("{e}"))?),
-            "--tile" => {
-                tile_w = value("--tile")?
-                    .parse()
-                    .map_err(|e| format!("--tile: {e}"))?
-            }
-            "-h" | "--help" => {
-                println!(
-                    "usage: degrade PHOTO OUT.png [--seed N] [--depth DEPTH.png] [--tile W | --task TASK]"
-                );
-                return Ok(());
-            }
-            _ if photo.is_none() => photo = Some(PathBuf::from(a)),
-            _ if out.is_none() => out = Some(PathBuf::from(a)),
-            _ => return Err(format!("unexpected argument {a:?}")),
-        }
-    }
-    let (Some(photo), Some(out)) = (photo, out) else {
-        return Err(
-            "usage: degrade PHOTO OUT.png [--seed N] [--depth DEPTH.png] [--tile W | --task TASK]"
-                .into(),
-        );
-    };
+    let Args {
+        photo,
+        out,
+        seed,
+        depth: depth_path,
+        tile_w,
+        task,
+    } = clap::Parser::parse();
     let full = read_image(&photo).map_err(|e| e.to_string())?;
     let depth_path = depth_path.or_else(|| beside(&photo));
     let depth = match &depth_path {

@@ -1,44 +1,26 @@
-//! Evaluates a model: PSNR and SSIM per task, next to the degraded inputs' own scores, as
-//! Markdown and CSV, plus a side-by-side picture (degraded | restored | clean) per image.
+//! Evaluates a model: PSNR and SSIM per task, next to the degraded inputs' own scores, the
+//! predicted degradation against the truth (a confusion table, for DPPD networks), as Markdown
+//! and CSV, plus a side-by-side picture (degraded | restored | clean) per image.
 //!
 //! ```text
-//! cargo run --release --features ndarray --example evaluate -- \
-//!     --model FILE --data DIR --out DIR [--tasks denoise_15,denoise_25,denoise_50,derain,dehaze]
-//!     [--pairs TASK:DEGRADED_DIR:CLEAN_DIR]... [--seed N] [--crop N] [--max-side N]
-//!     [--save-inputs] [--device flex]
+//! cargo run --release --example evaluate -- --model FILE --data DIR --out DIR \
+//!     [--tasks denoise_15,denoise_25,denoise_50,derain,dehaze,clean] [--max-side 1280] [--save-inputs]
 //! ```
-//! - `--model`: a `.bpk` written by this crate (its configuration inside), a training
-//!   checkpoint `.ckpt`, or PromptIR weights (`.ckpt`/`.pth`/`.safetensors`) with `--config
-//!   RESTORER_JSON` or `--promptir-config PROMPTIR_JSON` (default: PromptIR's own defaults);
-//!   a `.ckpt` is tried as a training checkpoint first;
-//! - `--data DIR`: clean photographs, each degraded per task with a fixed seed (`--seed`,
-//!   default 0; the same image and seed give the same noise on every run);
-//! - `--pairs TASK:DEGRADED_DIR:CLEAN_DIR`: paired folders with identical file names
-//!   (repeatable), e.g. `derain:Rain100L/input:Rain100L/target`;
-//! - `--crop N`: centre-crop every image to at most N×N first (CPU time); otherwise whole
-//!   images, centre-cropped to a multiple of 16 as PromptIR's tests;
-//! - `--max-side N`: downscale (area average) `--data` photographs whose longer side exceeds
-//!   N before degrading them, as training's `data.max_side` does;
-//! - `--save-inputs`: also write each degraded input and its clean target as
-//!   `OUT/inputs/TASK/NAME.png` and `OUT/clean/TASK/NAME.png`, for scoring other methods on
-//!   exactly the same images.
-//!
-//! Writes `OUT/results.md`, `OUT/results.csv`, `OUT/images/TASK/NAME.png`.
+//! `--help` lists every option. Writes `OUT/results.md`, `OUT/results.csv`,
+//! `OUT/images/TASK/NAME.png`. Every image is restored as `restore` does (whole, or in tiles
+//! when it exceeds the default memory budget).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use burn::prelude::*;
+use clap::Parser;
 use dppd::data::{Entry, RestoreDataset, TaskMix, same_name_pairs, synthetic_entries, write_image};
 use dppd::degrade::Task;
 use dppd::eval::{benchmark, side_by_side};
 use dppd::model::{PromptIrConfig, Restorer, RestorerConfig};
 use dppd::train::Checkpoint;
 use dppd::{Error, Result, device_from_name};
-
-const USAGE: &str = "usage: evaluate --model FILE [--config JSON | --promptir-config JSON] \
-(--data DIR [--tasks T1,T2,..] | --pairs TASK:DEGRADED_DIR:CLEAN_DIR ...) --out DIR \
-[--seed N] [--crop N] [--max-side N] [--save-inputs] [--device NAME]";
 
 fn load_model(
     path: &Path,
@@ -66,71 +48,95 @@ fn load_model(
     Restorer::load_weights(&cfg, path, d)
 }
 
-/// A side length option's value: an integer ≥ 16.
-fn side(value: String, option: &str) -> Result<usize> {
+/// Evaluates a model: PSNR and SSIM per task next to the degraded inputs' own scores, the
+/// predicted degradation against the truth, and a degraded | restored | clean picture per image.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// A .bpk written by this crate (its configuration inside), a training checkpoint .ckpt,
+    /// or PromptIR weights (.ckpt/.pth/.safetensors) with --config or --promptir-config
+    /// (default: PromptIR's own defaults); a .ckpt is tried as a training checkpoint first.
+    #[arg(long)]
+    model: PathBuf,
+    /// A RestorerConfig JSON for weights that carry none.
+    #[arg(long, conflicts_with = "promptir_config")]
+    config: Option<PathBuf>,
+    /// The official PromptIR constructor arguments (JSON) for PromptIR weights.
+    #[arg(long)]
+    promptir_config: Option<PathBuf>,
+    /// Clean photographs, each degraded per task with a fixed seed (--seed).
+    #[arg(long, required_unless_present = "pairs")]
+    data: Option<PathBuf>,
+    /// The tasks --data photographs are degraded with.
+    #[arg(long, value_delimiter = ',', default_values_t = Task::THREE_TASK.to_vec())]
+    tasks: Vec<Task>,
+    /// Paired folders with identical file names, TASK:DEGRADED_DIR:CLEAN_DIR (repeatable),
+    /// e.g. derain:Rain100L/input:Rain100L/target.
+    #[arg(long, value_parser = pair)]
+    pairs: Vec<(Task, PathBuf, PathBuf)>,
+    /// Where results.md, results.csv and the pictures go.
+    #[arg(long)]
+    out: PathBuf,
+    /// The seed of the test degradations (the same image and seed give the same noise).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Centre-crop every image to at most N×N first (CPU time); otherwise whole images,
+    /// centre-cropped to a multiple of 16 as PromptIR's tests.
+    #[arg(long, value_parser = side)]
+    crop: Option<usize>,
+    /// Downscale (area average) --data photographs whose longer side exceeds N before
+    /// degrading them, as training's data.max_side does.
+    #[arg(long, value_parser = side)]
+    max_side: Option<usize>,
+    /// Also write each degraded input and its clean target (OUT/inputs/TASK/NAME.png,
+    /// OUT/clean/TASK/NAME.png), for scoring other methods on exactly the same images.
+    #[arg(long)]
+    save_inputs: bool,
+    /// flex (default), ndarray, wgpu, cuda: as built.
+    #[arg(long, default_value = "flex")]
+    device: String,
+}
+
+/// A side length: an integer ≥ 16.
+fn side(value: &str) -> std::result::Result<usize, String> {
     value
         .parse::<usize>()
         .ok()
         .filter(|&n| n >= 16)
-        .ok_or_else(|| Error::Config(format!("{option}: an integer ≥ 16")))
+        .ok_or_else(|| format!("{value:?}: an integer ≥ 16"))
 }
 
-fn run() -> Result<()> {
-    let mut a = std::env::args().skip(1);
-    let (mut model, mut config, mut promptir, mut data, mut out) = (None, None, None, None, None);
-    let mut tasks: Vec<Task> = Task::THREE_TASK.to_vec();
-    let mut pairs: Vec<(Task, PathBuf, PathBuf)> = Vec::new();
-    let (mut seed, mut crop, mut device) = (0u64, None, "flex".to_string());
-    let (mut max_side, mut save_inputs) = (None, false);
-    while let Some(k) = a.next() {
-        let mut v = || {
-            a.next()
-                .ok_or_else(|| Error::Config(format!("{k} needs a value\n{USAGE}")))
-        };
-        match k.as_str() {
-            "--model" => model = Some(PathBuf::from(v()?)),
-            "--config" => config = Some(PathBuf::from(v()?)),
-            "--promptir-config" => promptir = Some(PathBuf::from(v()?)),
-            "--data" => data = Some(PathBuf::from(v()?)),
-            "--out" => out = Some(PathBuf::from(v()?)),
-            "--tasks" => {
-                tasks = v()?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<Vec<Task>>>()?
-            }
-            "--pairs" => {
-                let s = v()?;
-                let p: Vec<&str> = s.splitn(3, ':').collect();
-                if p.len() != 3 {
-                    return Err(Error::Config(format!(
-                        "--pairs {s:?}: expected TASK:DEGRADED:CLEAN"
-                    )));
-                }
-                pairs.push((p[0].parse()?, p[1].into(), p[2].into()));
-            }
-            "--seed" => {
-                seed = v()?
-                    .parse()
-                    .map_err(|_| Error::Config("--seed: an integer".into()))?
-            }
-            "--crop" => crop = Some(side(v()?, &k)?),
-            "--max-side" => max_side = Some(side(v()?, &k)?),
-            "--save-inputs" => save_inputs = true,
-            "--device" => device = v()?,
-            other => {
-                return Err(Error::Config(format!(
-                    "unknown argument {other:?}\n{USAGE}"
-                )));
-            }
-        }
+/// TASK:DEGRADED_DIR:CLEAN_DIR.
+fn pair(s: &str) -> std::result::Result<(Task, PathBuf, PathBuf), String> {
+    let p: Vec<&str> = s.splitn(3, ':').collect();
+    if p.len() != 3 {
+        return Err(format!("{s:?}: expected TASK:DEGRADED:CLEAN"));
     }
-    let need = |o: Option<PathBuf>, n: &str| {
-        o.ok_or_else(|| Error::Config(format!("{n} is required\n{USAGE}")))
-    };
-    let (model_path, out) = (need(model, "--model")?, need(out, "--out")?);
+    let task = p[0].parse::<Task>().map_err(|e| e.to_string())?;
+    Ok((task, p[1].into(), p[2].into()))
+}
+
+fn run(a: Args) -> Result<()> {
+    let Args {
+        model: model_path,
+        config,
+        promptir_config: promptir,
+        data,
+        tasks,
+        pairs,
+        out,
+        seed,
+        crop,
+        max_side,
+        save_inputs,
+        device,
+    } = a;
     let d = device_from_name(&device)?;
     let net = load_model(&model_path, config.as_deref(), promptir.as_deref(), &d)?.valid();
+    std::fs::create_dir_all(&out).map_err(|source| Error::Io {
+        path: out.clone(),
+        source,
+    })?;
 
     let mut entries: Vec<Entry> = Vec::new();
     if let Some(dir) = &data {
@@ -145,9 +151,9 @@ fn run() -> Result<()> {
         )?);
     }
     if entries.is_empty() {
-        return Err(Error::Config(format!(
-            "no test images: give --data or --pairs\n{USAGE}"
-        )));
+        return Err(Error::Config(
+            "no test images: give --data or --pairs".into(),
+        ));
     }
     let set = RestoreDataset::test(entries, seed).with_max_side(max_side);
     let options = dppd::restore::RestoreOptions::default();
@@ -243,7 +249,7 @@ fn abs(p: &Path) -> Result<String> {
 
 fn main() -> ExitCode {
     dppd::retain_freed_memory();
-    match run() {
+    match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

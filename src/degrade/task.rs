@@ -33,6 +33,8 @@ use crate::Error;
 /// | 12 | `haze_rain` | haze + rain |
 /// | 13 | `low_haze_rain` | low light + haze + rain |
 /// | 14 | `clean` | none (an empty [`Composite`]: the input is the clean image) |
+/// | 15 | `denoise_10` | Gaussian noise σ = 10 |
+/// | 16 | `denoise_35` | Gaussian noise σ = 35 |
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Task {
@@ -67,11 +69,15 @@ pub enum Task {
     /// No degradation: the input is the clean image. Trained so that a network returns a
     /// photograph it has nothing to remove from unchanged (and can say so: family `clean`).
     Clean,
+    /// Gaussian noise σ = 10 (between the trained levels: a test of generalisation).
+    Denoise10,
+    /// Gaussian noise σ = 35 (between the trained levels: a test of generalisation).
+    Denoise35,
 }
 
 impl Task {
     /// Every task, in label order.
-    pub const ALL: [Task; 15] = [
+    pub const ALL: [Task; 17] = [
         Task::Denoise15,
         Task::Denoise25,
         Task::Denoise50,
@@ -87,6 +93,8 @@ impl Task {
         Task::HazeRain,
         Task::LowHazeRain,
         Task::Clean,
+        Task::Denoise10,
+        Task::Denoise35,
     ];
 
     /// The paper's 3-task setting (PromptIR, DPPD): denoise σ15, σ25, σ50, derain, dehaze.
@@ -135,6 +143,8 @@ impl Task {
             Task::HazeRain => "haze_rain",
             Task::LowHazeRain => "low_haze_rain",
             Task::Clean => "clean",
+            Task::Denoise10 => "denoise_10",
+            Task::Denoise35 => "denoise_35",
         }
     }
 
@@ -145,7 +155,12 @@ impl Task {
     /// is a family of its own, named like the task (`low_haze`, ...).
     pub fn family(self) -> &'static str {
         match self {
-            Task::Denoise15 | Task::Denoise25 | Task::Denoise50 | Task::DenoiseBlind => "noise",
+            Task::Denoise10
+            | Task::Denoise15
+            | Task::Denoise25
+            | Task::Denoise35
+            | Task::Denoise50
+            | Task::DenoiseBlind => "noise",
             Task::Derain => "rain",
             Task::Dehaze => "haze",
             Task::Deblur => "blur",
@@ -178,6 +193,8 @@ impl Task {
             Task::HazeRain => Degradation::Composite(Composite::new([haze(), rain()])),
             Task::LowHazeRain => Degradation::Composite(Composite::new([low(), haze(), rain()])),
             Task::Clean => Degradation::Composite(Composite::new([])),
+            Task::Denoise10 => Degradation::Noise(GaussianNoise::new(10.0)),
+            Task::Denoise35 => Degradation::Noise(GaussianNoise::new(35.0)),
         }
     }
 }

@@ -6,7 +6,10 @@ pub mod checkpoint;
 mod config;
 mod loss;
 pub mod plot;
+mod run_dir;
+mod split;
 mod trainer;
+mod validate;
 
 pub use checkpoint::{BestScore, Checkpoint, TrainState};
 pub use config::{
@@ -14,7 +17,7 @@ pub use config::{
     ScheduleConfig,
 };
 pub use loss::{LossConfig, LossParts, restoration_loss};
-pub use trainer::{
-    SplitData, TRAIN_CSV_HEADER, TaskScore, TrainOptions, TrainSummary, VAL_CSV_HEADER, Validation,
-    list_checkpoints, split_data, train,
-};
+pub use run_dir::{RunDir, TrainRow, ValRow};
+pub use split::{SplitData, split_data};
+pub use trainer::{TrainEvent, TrainOptions, TrainSummary, list_checkpoints, train, train_with};
+pub use validate::{TaskScore, Validation};

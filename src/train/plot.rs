@@ -10,6 +10,7 @@ use std::path::Path;
 
 use image::{Rgb, RgbImage};
 
+use super::run_dir::{RunDir, TrainRow, ValRow};
 use crate::{Error, Result};
 
 /// The task colours, in order of first appearance in `val.csv` (which is task-label order).
@@ -151,17 +152,6 @@ fn frame(img: &mut RgbImage, p: &Panel, ylabel: impl Fn(f64) -> String) {
     text(img, (p.x0 + p.w) as i64 - 8 * last.len() as i64, y, &last);
 }
 
-fn read_csv(path: &Path) -> Vec<Vec<String>> {
-    std::fs::read_to_string(path)
-        .map(|t| {
-            t.lines()
-                .skip(1)
-                .map(|l| l.split(',').map(str::to_string).collect())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn range(v: impl Iterator<Item = f64>) -> (f64, f64) {
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     for x in v.filter(|x| x.is_finite()) {
@@ -179,10 +169,9 @@ fn range(v: impl Iterator<Item = f64>) -> (f64, f64) {
 
 /// Draws `run_dir/curves.png` from `run_dir/train.csv` and `run_dir/val.csv`.
 pub fn draw_run(run_dir: &Path) -> Result<()> {
-    let train = read_csv(&run_dir.join("train.csv"));
-    let val = read_csv(&run_dir.join("val.csv"));
-    let img = draw(&train, &val);
-    let path = run_dir.join("curves.png");
+    let run = RunDir::new(run_dir);
+    let img = draw(&run.read_train()?, &run.read_val()?);
+    let path = run.curves();
     let mut bytes = Vec::new();
     img.write_to(
         &mut std::io::Cursor::new(&mut bytes),
@@ -198,20 +187,19 @@ pub fn draw_run(run_dir: &Path) -> Result<()> {
 /// A task's validation curve: `(step, PSNR, input PSNR)` points.
 type Series = (String, Vec<(f64, f64, f64)>);
 
-fn draw(train: &[Vec<String>], val: &[Vec<String>]) -> RgbImage {
+fn draw(train: &[TrainRow], val: &[ValRow]) -> RgbImage {
     let mut img = RgbImage::from_pixel(W, H, Rgb([255, 255, 255]));
-    let f = |r: &Vec<String>, i: usize| r.get(i).and_then(|s| s.parse::<f64>().ok());
     // training loss (log10)
     let pts: Vec<(f64, f64)> = train
         .iter()
-        .filter_map(|r| Some((f(r, 0)?, f(r, 3)?)))
-        .filter(|p| p.1 > 0.0)
+        .map(|r| (r.step as f64, r.loss))
+        .filter(|p| p.1 > 0.0 && p.1.is_finite())
         .map(|(s, l)| (s, l.log10()))
         .collect();
     let steps = range(
         pts.iter()
             .map(|p| p.0)
-            .chain(val.iter().filter_map(|r| f(r, 0))),
+            .chain(val.iter().map(|r| r.step as f64)),
     );
     let top = Panel {
         x0: 90.0,
@@ -238,10 +226,8 @@ fn draw(train: &[Vec<String>], val: &[Vec<String>]) -> RgbImage {
     // validation PSNR per task
     let mut series: Vec<Series> = Vec::new();
     for r in val {
-        let (Some(s), Some(p), Some(ip)) = (f(r, 0), f(r, 2), f(r, 4)) else {
-            continue;
-        };
-        let name = r[1].clone();
+        let (s, p, ip) = (r.step as f64, r.psnr, r.input_psnr);
+        let name = r.task.clone();
         match series.iter_mut().find(|(n, _)| *n == name) {
             Some((_, v)) => v.push((s, p, ip)),
             None => series.push((name, vec![(s, p, ip)])),
@@ -298,32 +284,27 @@ mod tests {
 
     #[test]
     fn curves_are_drawn_where_the_data_says() {
-        let train: Vec<Vec<String>> = (1..=50)
-            .map(|s| {
-                vec![
-                    s.to_string(),
-                    "0".into(),
-                    "1e-4".into(),
-                    format!("{}", 1.0 / s as f64),
-                ]
+        let train: Vec<TrainRow> = (1..=50)
+            .map(|s| TrainRow {
+                step: s,
+                epoch: 0,
+                lr: 1e-4,
+                loss: 1.0 / s as f64,
+                l1: 1.0 / s as f64,
+                dpa_ce: f64::NAN,
+                pdl_kl: f64::NAN,
+                images_per_s: 1.0,
             })
             .collect();
-        let val = vec![
-            vec![
-                "10".into(),
-                "denoise_25".into(),
-                "25".into(),
-                "0.7".into(),
-                "20".into(),
-            ],
-            vec![
-                "50".into(),
-                "denoise_25".into(),
-                "28".into(),
-                "0.8".into(),
-                "20".into(),
-            ],
-        ];
+        let row = |step, psnr| ValRow {
+            step,
+            task: "denoise_25".into(),
+            psnr,
+            ssim: 0.7,
+            input_psnr: 20.0,
+            input_ssim: 0.5,
+        };
+        let val = vec![row(10, 25.0), row(50, 28.0)];
         let img = draw(&train, &val);
         // the first task's colour appears in the bottom panel, nowhere in the top one
         let blue = Rgb(TASK_COLOURS[0]);
