@@ -43,9 +43,9 @@ dir="$profile"; [ "$profile" = dev ] && dir=debug
 bin="${CARGO_TARGET_DIR:-target}/$dir/examples/serve"
 
 log="$(mktemp)"
-# A small memory budget makes the server restore the demo photo in tiles: the test checks the
-# page's tile-by-tile progress.
-"$bin" --port 0 --memory-budget 100 >"$log" 2>&1 &
+# A small memory budget makes the server restore the demo photo in tiles (the test checks the
+# page's tile-by-tile progress); a 1 MB upload limit lets it check the refusal of a larger file.
+"$bin" --port 0 --memory-budget 100 --max-upload 1 >"$log" 2>&1 &
 server=$!
 cleanup() {
     kill "$server" 2>/dev/null || true

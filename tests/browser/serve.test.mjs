@@ -14,7 +14,8 @@
 // 3. with "uncertainty map" ticked, the map is shown and offered for download;
 // 4. two photos chosen at once are queued (one waits for the other) and both restored;
 // 5. a truncated PNG gets HTTP 400 and the crate's message "broken.png: truncated PNG …" on the
-//    page, a text file HTTP 415, and the server keeps serving.
+//    page, a text file HTTP 415, a file beyond the upload limit HTTP 413, and the server keeps
+//    serving.
 
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -166,6 +167,13 @@ try {
   assert.equal((await refusedText).status(), 415);
   await page.waitForFunction(() => document.getElementById("error").textContent.startsWith("notes.jpg: "));
   log(`notes.jpg refused: "${await page.textContent("#error")}"`);
+
+  // scripts/browser-test.sh starts the server with --max-upload 1 (MB).
+  const refusedBig = page.waitForResponse((r) => r.url().includes("/api/jobs") && r.request().method() === "POST");
+  await page.setInputFiles("#file", { name: "huge.png", mimeType: "image/png", buffer: Buffer.concat([png, Buffer.alloc(1_200_000)]) });
+  assert.equal((await refusedBig).status(), 413);
+  await page.waitForFunction(() => document.getElementById("error").textContent.startsWith("huge.png: the file is larger than this server accepts (1 MB"));
+  log(`huge.png refused: "${await page.textContent("#error")}"`);
 
   const alive = await page.request.get(new URL("/api/info", base).href);
   assert.equal(alive.status(), 200);
