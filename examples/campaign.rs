@@ -43,7 +43,7 @@ use dppd::eval::{Confusion, benchmark};
 use dppd::model::Restorer;
 use dppd::restore::RestoreOptions;
 use dppd::train::{ExperimentConfig, TrainOptions, train, train_with};
-use dppd::{Error, Result, device_from_name};
+use dppd::{Error, Result, device_from_name, devices_from_names};
 use serde::{Deserialize, Serialize};
 
 /// The held-out tasks of the campaign's evaluation.
@@ -249,7 +249,9 @@ fn probe_batches(
         e.batch_size = b;
         e.steps = 1_000_000;
         e.checkpoint_interval = 0;
-        let mut opts = TrainOptions::new(&run_dir, device_from_name(device_name)?);
+        let devices = devices_from_names(device_name)?;
+        let mut opts = TrainOptions::new(&run_dir, devices[0].clone());
+        opts.devices = devices;
         opts.data_root = Some(data.to_path_buf());
         opts.init = Some(weights.to_path_buf());
         opts.time_limit = Some(Duration::from_secs_f64(seconds));
@@ -304,8 +306,9 @@ struct Args {
     /// follows). Required unless --eval-only.
     #[arg(long, required_unless_present = "eval_only", value_parser = positive)]
     minutes: Option<f64>,
-    /// flex (default), wgpu, cuda (as built).
-    #[arg(long, default_value = "flex")]
+    /// flex (default), wgpu, wgpu:N, cuda, cuda:N (as built); several, separated by commas
+    /// (e.g. cuda:0,cuda:1), train data-parallel (docs/scaling.md).
+    #[arg(long, visible_alias = "devices", default_value = "flex")]
     device: String,
     /// The campaign's experiment configuration.
     #[arg(long, default_value = "configs/campaign.json")]
@@ -369,12 +372,14 @@ fn run(a: Args) -> Result<()> {
     if probe.contains(&0) || batch == Some(0) {
         return Err(Error::Config("batch sizes must be positive".into()));
     }
-    let device = device_from_name(&device_name)?;
-    let eval_device = device_from_name(if device_name == "wgpu" || device_name == "cuda" {
-        &device_name
+    let devices = devices_from_names(&device_name)?;
+    // evaluation on the first device when it is a GPU, else on flex
+    let first = device_name.split(',').next().unwrap_or("flex").trim();
+    let eval_device = if first.starts_with("wgpu") || first.starts_with("cuda") {
+        devices[0].clone()
     } else {
-        "flex"
-    })?;
+        device_from_name("flex")?
+    };
     let mut state: State = match std::fs::read_to_string(&state_path) {
         Ok(text) => serde_json::from_str(&text).map_err(|e| {
             Error::Config(format!(
@@ -478,7 +483,8 @@ fn run(a: Args) -> Result<()> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let mut opts = TrainOptions::new(&run_dir, device);
+    let mut opts = TrainOptions::new(&run_dir, devices[0].clone());
+    opts.devices = devices.clone();
     opts.data_root = Some(data.clone());
     opts.init = Some(weights.clone());
     opts.time_limit = Some(Duration::from_secs_f64(minutes * 60.0));

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example train -- \
-//!     --config CONFIG --data DIR --out RUN_DIR [--resume] [--device flex]
+//!     --config CONFIG --data DIR --out RUN_DIR [--resume] [--device flex | --devices cuda:0,cuda:1]
 //! cargo run --release --example train -- --export CHECKPOINT OUT.bpk
 //! ```
 //! `--help` lists every option. The run folder receives `train.csv`, `val.csv`, `curves.png`,
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use dppd::train::{Checkpoint, ExperimentConfig, ModelSpec, TrainOptions, train_with};
-use dppd::{Error, Result, device_from_name};
+use dppd::{Error, Result, devices_from_names};
 
 /// Trains a restoration network (or continues a run), or exports a checkpoint's network.
 #[derive(Parser, Debug)]
@@ -38,9 +38,11 @@ struct Args {
     /// Continue from the newest valid checkpoint in RUN_DIR/checkpoints.
     #[arg(long)]
     resume: bool,
-    /// flex (default), ndarray, wgpu, cuda: as built.
-    #[arg(long, default_value = "flex")]
-    device: String,
+    /// flex, ndarray, wgpu, wgpu:N, cuda, cuda:N (as built; default: the first backend of the
+    /// build, flex in a default build); several, separated by commas (e.g. cuda:0,cuda:1),
+    /// train data-parallel: each batch is shared among them (docs/scaling.md).
+    #[arg(long, visible_alias = "devices")]
+    device: Option<String>,
     /// Override the configuration's step count (the only change a resumed run accepts).
     #[arg(long)]
     steps: Option<u64>,
@@ -74,9 +76,15 @@ struct Args {
 }
 
 fn run(a: Args) -> Result<()> {
+    let backend = dppd::available_backends()
+        .first()
+        .copied()
+        .unwrap_or("flex");
+    // never empty: devices_from_names refuses empty names
+    let devices = devices_from_names(a.device.as_deref().unwrap_or(backend))?;
     if let Some(paths) = &a.export {
         let (ckpt, target) = (&paths[0], &paths[1]);
-        let model = Checkpoint::load_model(ckpt, &device_from_name("flex")?)?;
+        let model = Checkpoint::load_model(ckpt, &devices[0])?;
         model.save(target)?;
         eprintln!(
             "wrote {} (the network of {})",
@@ -121,7 +129,8 @@ fn run(a: Args) -> Result<()> {
         init: a.init,
         time_limit: a.minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
         gradient_checkpointing: a.gradient_checkpointing,
-        ..TrainOptions::new(&out, device_from_name(&a.device)?)
+        devices: devices.clone(),
+        ..TrainOptions::new(&out, devices[0].clone())
     };
     let mut reporter = common::TrainReporter::new(config.log_interval);
     let result = train_with(config, &opts, |e| reporter.event(e));

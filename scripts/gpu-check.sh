@@ -5,7 +5,9 @@
 #   OUT=gpu-out BUDGET=540 scripts/gpu-check.sh
 #
 # 1. the official PromptIR training step in PyTorch on the card, batch 16/32/64/128 (128² crops);
-# 2. the default-weights campaign (examples/campaign) on wgpu: its held-out evaluation of the
+# 2. the default-weights campaign (examples/campaign) on wgpu, on every GPU of the machine
+#    (several: data-parallel, docs/scaling.md; one: the same code with one shard): its
+#    held-out evaluation of the
 #    current weights first (the CPU's scores are in weights/campaign.json: a check that the
 #    wgpu path computes what flex computes), then a probe of the training rate at batch
 #    16/32/64/128 on the real data, then a stretch at the fastest batch for the time left,
@@ -41,9 +43,12 @@ log "1. official PromptIR training step in PyTorch on the card"
 timeout 150 python3 scripts/torch_train_step.py cuda 16 32 64 128 2>&1 | tail -5
 
 left=$((BUDGET - $(elapsed) - 30))
-log "2. campaign on wgpu: evaluation, probe of batch 16/32/64/128, stretch ($left s in all)"
+gpus=$(nvidia-smi -L | grep -c '^GPU')
+devices=$(seq -s, -f 'wgpu:%g' 0 $((gpus > 0 ? gpus - 1 : 0)))
+[ "$gpus" -le 1 ] && devices=wgpu
+log "2. campaign on $devices: evaluation, probe of batch 16/32/64/128, stretch ($left s in all)"
 cp weights/campaign.json "$OUT/campaign-before.json"
-timeout $((left + 20)) "$BIN/campaign" --device wgpu --data .gpu/data/default \
+timeout $((left + 20)) "$BIN/campaign" --device "$devices" --data .gpu/data/default \
     --runs /tmp/campaign --minutes $(awk -v s="$left" 'BEGIN { printf "%.1f", (s - 200) / 60 }') \
     --probe 16,32,64,128 --probe-seconds 40
 log "campaign exit status $?"

@@ -20,7 +20,7 @@ mod test_util;
 pub mod train;
 mod weights;
 
-pub use device::{available_backends, device_from_name};
+pub use device::{available_backends, device_from_name, devices_from_names};
 pub use memory::retain_freed_memory;
 pub use weights::WeightsFormat;
 

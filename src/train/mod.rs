@@ -5,6 +5,7 @@
 pub mod checkpoint;
 mod config;
 mod loss;
+mod parallel;
 pub mod plot;
 mod run_dir;
 mod split;

@@ -4,7 +4,8 @@
 //! - the data order of epoch `e` is a permutation seeded by `(seed, e)`, and step `s` takes
 //!   batch `s mod B` of epoch `s div B` (`B` batches per epoch, the last short one dropped);
 //! - each sample's crop, flip and degradation are seeded by `(seed, e, index)`;
-//! - the backend generator (prompt sampling) is re-seeded with `(seed, s)` before step `s`.
+//! - the backend generator (prompt sampling) is re-seeded with `(seed, s)` before step `s`
+//!   (on several devices, shard `i > 0` of the step with `(seed, s, i)`: [`super::parallel`]).
 //!
 //! So a checkpoint needs to store only the step besides the tensors, and a resumed run repeats
 //! the uninterrupted run's losses exactly (tested in `tests/resume.rs`).
@@ -17,15 +18,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 
 use super::checkpoint::{self, BestScore, Checkpoint, TrainState};
 use super::config::ExperimentConfig;
+use super::parallel::{self, StepBatch};
+use super::plot;
 use super::run_dir::{RunDir, TrainRow, ValRow};
 use super::split::{family_labels, split_data};
 use super::validate::{Validation, build_val, validate};
-use super::{LossParts, plot, restoration_loss};
 use crate::data::{Loader, LoaderConfig, RestoreDataset};
 use crate::degrade::derive_seed;
 use crate::model::{Restorer, RestorerConfig};
@@ -43,8 +45,12 @@ pub struct TrainOptions {
     pub run_dir: PathBuf,
     /// The data folder; overrides `data.root` of the configuration.
     pub data_root: Option<PathBuf>,
-    /// The device (not autodiff: the trainer adds it).
-    pub device: Device,
+    /// The devices to train on (not autodiff: the trainer adds it): one, or several of one
+    /// machine for data-parallel training (`train::parallel`: each step's batch is cut into
+    /// one shard per device, the gradients summed on the first device, which holds the
+    /// optimiser). The batch size and learning rate are the configuration's, whatever the
+    /// number of devices. Must not be empty.
+    pub devices: Vec<Device>,
     /// Continue from the newest valid checkpoint in `run_dir/checkpoints`.
     pub resume: bool,
     /// Stop (as if killed: no final checkpoint, no final model) once this many steps of the
@@ -72,7 +78,7 @@ impl TrainOptions {
         Self {
             run_dir: run_dir.into(),
             data_root: None,
-            device,
+            devices: vec![device],
             resume: false,
             stop_at: None,
             gradient_checkpointing: false,
@@ -169,28 +175,6 @@ fn init_from(network: &RestorerConfig, path: &Path, device: &Device) -> Result<R
         }
     }
     Restorer::load_weights(network, path, device)
-}
-
-/// The total loss and its L1, DPA cross-entropy and PDL KL parts (NaN when absent), read from
-/// the device in one transfer: one synchronisation per step on a GPU instead of four.
-fn loss_values(parts: &LossParts) -> [f64; 4] {
-    let terms = [
-        Some(&parts.total),
-        Some(&parts.l1),
-        parts.dpa_ce.as_ref(),
-        parts.pdl_kl.as_ref(),
-    ];
-    let present: Vec<Tensor<1>> = terms.iter().flatten().map(|t| (*t).clone()).collect();
-    let values: Vec<f32> = Tensor::cat(present, 0)
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap_or_default();
-    let mut it = values.into_iter();
-    terms.map(|t| match t {
-        Some(_) => it.next().map_or(f64::NAN, f64::from),
-        None => f64::NAN,
-    })
 }
 
 /// [`train_with`] reporting nothing.
@@ -307,12 +291,26 @@ pub fn train_with(
     config.validate()?;
     let run = RunDir::new(&opts.run_dir);
     run.create()?;
-    let base = opts.device.clone();
-    let ad = if opts.gradient_checkpointing {
-        base.clone().autodiff().gradient_checkpointing()
-    } else {
-        base.clone().autodiff()
+    let Some(base) = opts.devices.first().cloned() else {
+        return Err(Error::Config("no device to train on".into()));
     };
+    if opts.devices.len() > config.batch_size {
+        return Err(Error::Config(format!(
+            "{} devices need a batch of at least {} (one sample each); the batch is {}",
+            opts.devices.len(),
+            opts.devices.len(),
+            config.batch_size
+        )));
+    }
+    let autodiff = |d: &Device| {
+        if opts.gradient_checkpointing {
+            d.clone().autodiff().gradient_checkpointing()
+        } else {
+            d.clone().autodiff()
+        }
+    };
+    let devices: Vec<Device> = opts.devices.iter().map(autodiff).collect();
+    let ad = devices[0].clone();
     let (mut model, mut optim, start, mut best, resumed) =
         start_from(&config, opts, &run, &ad, &mut events)?;
     let network = model.config().clone();
@@ -421,15 +419,26 @@ pub fn train_with(
             .as_mut()
             .and_then(|it| it.next())
             .ok_or_else(|| Error::Training(format!("epoch {epoch} ended early")))??;
-        ad.seed(derive_seed(config.seed, &[STREAM_STEP, step]));
         let lr = config.lr_at(step);
-        let labels = labels_of.as_ref().map(|map| {
-            let l: Vec<usize> = batch.tasks.iter().map(|t| map[t]).collect();
-            crate::data::labels_to_tensor(&l, &ad)
-        });
-        let out = model.forward_with(batch.degraded, None);
-        let parts: LossParts = restoration_loss(&out, batch.clean, labels, &config.loss);
-        let [loss, l1, ce, kl] = loss_values(&parts);
+        let labels = labels_of
+            .as_ref()
+            .map(|map| batch.tasks.iter().map(|t| map[t]).collect());
+        let stepped = parallel::step(
+            &model,
+            &devices,
+            StepBatch {
+                degraded: batch.degraded,
+                clean: batch.clean,
+                labels,
+            },
+            &config.loss,
+            None,
+            |shard| match shard {
+                0 => derive_seed(config.seed, &[STREAM_STEP, step]),
+                i => derive_seed(config.seed, &[STREAM_STEP, step, i as u64]),
+            },
+        )?;
+        let [loss, l1, ce, kl] = stepped.values;
         if !loss.is_finite() {
             return Err(Error::Training(format!(
                 "non-finite loss {loss} at step {} (L1 {l1}, DPA CE {ce}, PDL KL {kl}); \
@@ -442,8 +451,7 @@ pub fn train_with(
                     .unwrap_or_else(|| "none (no checkpoint was written yet)".into())
             )));
         }
-        let grads = GradientsParams::from_grads(parts.total.backward(), &model);
-        model = optim.step(lr, model, grads);
+        model = optim.step(lr, model, stepped.grads);
         step += 1;
         let secs = t0.elapsed().as_secs_f64();
         train_secs += secs;
