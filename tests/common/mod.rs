@@ -107,5 +107,6 @@ pub fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
 pub fn max_abs<const D: usize>(a: Tensor<D>) -> f32 {
     a.abs().max().into_scalar::<f32>()
 }
+pub mod craft;
 pub mod photos;
 pub mod train;
