@@ -333,6 +333,16 @@ fn decode(path: &Path, read_limits: ReadLimits) -> Result<Decoded> {
         ));
     }
     let fail = |e| decode_err(path, name, bytes.len(), e);
+    // a decoder's own bug on malformed data (a panic) is this file's error too
+    let crashed = |message: String| {
+        image_err(
+            path,
+            format!(
+                "corrupt {name} data: the decoder failed on it ({message}); the file is \
+                 malformed"
+            ),
+        )
+    };
 
     // Header first: refuse gigantic sizes before the decoder allocates anything. The limits
     // guard every allocation of the decoder as well.
@@ -342,7 +352,9 @@ fn decode(path: &Path, read_limits: ReadLimits) -> Result<Decoded> {
     limits.max_alloc = Some(read_limits.max_decode_bytes);
     let mut reader = ImageReader::with_format(Cursor::new(&bytes[..]), format.image_format());
     reader.limits(limits);
-    let mut decoder = reader.into_decoder().map_err(fail)?;
+    let mut decoder = crate::panic_guard::contain(|| reader.into_decoder())
+        .map_err(crashed)?
+        .map_err(fail)?;
     let (w, h) = decoder.dimensions();
     let pixels = u64::from(w) * u64::from(h);
     let decoded_bytes = decoder.total_bytes();
@@ -366,9 +378,13 @@ fn decode(path: &Path, read_limits: ReadLimits) -> Result<Decoded> {
         ));
     }
     // A damaged EXIF block does not make the pixels unreadable: it counts as upright.
-    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let orientation = crate::panic_guard::contain(|| decoder.orientation())
+        .map_err(crashed)?
+        .unwrap_or(Orientation::NoTransforms);
     let color = decoder.color_type();
-    let image = DynamicImage::from_decoder(decoder).map_err(fail)?;
+    let image = crate::panic_guard::contain(|| DynamicImage::from_decoder(decoder))
+        .map_err(crashed)?
+        .map_err(fail)?;
     if (image.width(), image.height()) != (w, h) {
         return Err(image_err(
             path,
