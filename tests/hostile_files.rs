@@ -369,6 +369,34 @@ fn crafted_burnpack_files_are_refused() {
         &["no place"],
     );
 
+    // a tensor whose shape claims 4 TiB over 17 kB of data: the shape [4242] in the CBOR
+    // metadata (81 19 10 92) patched to [2^40] (81 1B + 8 bytes), the metadata size adjusted
+    let mut claims = tensors();
+    claims.push(PackTensor::new(
+        "evil.weight".into(),
+        DType::F32,
+        vec![4242usize],
+        None,
+        Bytes::from_bytes_vec(vec![0; 4 * 4242]),
+    ));
+    let bytes = pack(claims, &config_json);
+    let at = bytes
+        .windows(4)
+        .position(|w| w == [0x81, 0x19, 0x10, 0x92])
+        .expect("the shape's encoding");
+    let mut huge = bytes[..at + 1].to_vec();
+    huge.push(0x1B);
+    huge.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    huge.extend_from_slice(&bytes[at + 4..]);
+    let meta = u32::from_le_bytes(bytes[6..10].try_into().unwrap()) + 6;
+    huge[6..10].copy_from_slice(&meta.to_le_bytes());
+    refused(
+        &write(&dir, "huge-shape.bpk", &huge),
+        &[
+            "burnpack", "Burnpack", "size", "exceeds", "Invalid", "invalid", "bytes", "range",
+        ],
+    );
+
     // damaged containers: truncated (data past the end), a metadata size of 4 GiB
     let bytes = fs::read(&good).unwrap();
     for cut in [bytes.len() - 1, bytes.len() / 2, 12, 3] {

@@ -57,6 +57,19 @@ fn a_phone_photo_with_an_exif_rotation_comes_out_upright() {
         assert_eq!(info.stored_size, (40, 24));
         assert_same_pixels(&img, &upright(&bytes, o), &format!("JPEG orientation {o}"));
     }
+    // a damaged EXIF block (its first directory points past its end) counts as upright
+    let jpeg = jpeg_with_exif(&stored, 6);
+    let mut damaged = jpeg.clone();
+    let at = damaged
+        .windows(8)
+        .position(|w| w == b"II*\0\x08\0\0\0")
+        .unwrap();
+    damaged[at + 4..at + 8].copy_from_slice(&0xFFFF_FF00u32.to_le_bytes());
+    let p = dir.join("damaged-exif.jpg");
+    fs::write(&p, &damaged).unwrap();
+    let (img, info) = read_image_with_info(&p).unwrap();
+    assert_eq!((info.orientation, img.width, img.height), (1, 40, 24));
+
     // PNG (eXIf chunk), WebP (EXIF chunk) and TIFF (Orientation tag) carry it too
     let cases: Vec<(&str, Vec<u8>, u8)> = vec![
         ("png", png_with_exif(&stored, 6), 6),
