@@ -3,12 +3,16 @@
 //! ```text
 //! cargo run --release --example restore -- INPUT OUTPUT [options]
 //! ```
-//! INPUT is an image (PNG or JPEG; 8 or 16 bit, grey, RGB or RGBA) or a folder; OUTPUT is then
-//! an image (`.png`, `.jpg`) or a folder that receives every image of INPUT under the same
-//! relative name (as PNG or JPEG by the input's extension). A file that cannot be read is
-//! reported and skipped, the others are restored, and the exit status is non-zero if any
-//! failed. An output is written only when complete, and an existing one is replaced
-//! atomically: a failure never leaves a partial or truncated file.
+//! INPUT is an image (PNG, JPEG, WebP, TIFF or BMP; 8 or 16 bit, grey, RGB or RGBA; turned
+//! upright by its EXIF orientation) or a folder; OUTPUT is then an image (`.png`, `.jpg`,
+//! `.webp`, `.tif`, `.bmp`) or a folder that receives every image of INPUT under the same
+//! relative name (in the input's format). A grey input gives a grey output, a 16-bit input a
+//! 16-bit PNG or TIFF. A file that cannot be read is reported and skipped, the others are
+//! restored, and the exit status is non-zero if any failed. An output is written only when
+//! complete, and an existing one is replaced atomically: a failure never leaves a partial or
+//! truncated file. OUTPUT may not be INPUT itself (nor, for folders, hold INPUT's own files):
+//! that is refused before any work, and the originals are left untouched, unless
+//! `--in-place` asks for exactly that.
 //!
 //! Options:
 //! - `--weights FILE`: other weights than the built-in default ones: `.bpk` (this crate's, with
@@ -22,7 +26,9 @@
 //!   image, scaled so that the largest deviation is white (the scale is printed);
 //! - `--tile N [--overlap M]`: restore in N×N tiles (N a multiple of 8) cross-faded over M
 //!   pixels (default N/8); without `--tile`, tiles are chosen automatically when the image
-//!   would not fit `--memory-budget MB` (default 2048).
+//!   would not fit `--memory-budget MB` (default 2048);
+//! - `--in-place`: allow OUTPUT to be INPUT (`restore photo.png photo.png --in-place`, or a
+//!   folder onto itself): each original is replaced, atomically, by its restoration.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -30,9 +36,13 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use burn::prelude::*;
+use dppd::data::io::same_file;
 use dppd::data::{Image, read_image, write_image};
 use dppd::model::{PromptIrConfig, Restorer, RestorerConfig, TileConfig};
-use dppd::restore::{FolderEvent, Restoration, RestoreOptions, restore_file, restore_folder};
+use dppd::restore::{
+    FolderEvent, Restoration, RestoreOptions, check_folder_output, check_output, restore_file,
+    restore_folder,
+};
 use dppd::{Error, Result, device_from_name};
 
 struct Args {
@@ -47,11 +57,12 @@ struct Args {
     tile: Option<usize>,
     overlap: Option<usize>,
     budget_mb: u64,
+    in_place: bool,
 }
 
 const USAGE: &str = "usage: restore INPUT OUTPUT [--weights FILE [--promptir-config FILE | --config FILE]] \
 [--device flex|ndarray|wgpu|cuda] [--samples N [--uncertainty FILE]] [--tile N [--overlap M]] \
-[--memory-budget MB]";
+[--memory-budget MB] [--in-place]";
 
 fn parse() -> std::result::Result<Args, String> {
     let mut pos = Vec::new();
@@ -59,6 +70,7 @@ fn parse() -> std::result::Result<Args, String> {
     let mut device = "flex".to_string();
     let mut samples = 1usize;
     let (mut tile, mut overlap, mut budget_mb) = (None, None, 2048u64);
+    let mut in_place = false;
     let number = |v: String, what: &str| -> std::result::Result<usize, String> {
         v.parse()
             .map_err(|_| format!("{what} needs a non-negative integer, got {v:?}"))
@@ -82,6 +94,7 @@ fn parse() -> std::result::Result<Args, String> {
             "--tile" => tile = Some(number(value()?, "--tile")?),
             "--overlap" => overlap = Some(number(value()?, "--overlap")?),
             "--memory-budget" => budget_mb = number(value()?, "--memory-budget")? as u64,
+            "--in-place" => in_place = true,
             "-h" | "--help" => return Err(USAGE.into()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}\n{USAGE}")),
             _ => pos.push(PathBuf::from(a)),
@@ -114,6 +127,7 @@ fn parse() -> std::result::Result<Args, String> {
         tile,
         overlap,
         budget_mb,
+        in_place,
     })
 }
 
@@ -209,9 +223,30 @@ fn run(a: Args) -> Result<usize> {
             "--uncertainty takes a single input file".into(),
         ));
     }
-    // A bad single input is reported before the network is loaded.
-    if !folder {
+    let options = RestoreOptions {
+        tiles: a.tile.map(|tile| TileConfig {
+            tile,
+            overlap: a.overlap.unwrap_or(tile / 8),
+        }),
+        memory_budget: a.budget_mb << 20,
+        samples: a.samples,
+        in_place: a.in_place,
+    };
+    // A bad single input, or an output that would replace an input, is reported before the
+    // network is loaded.
+    if folder {
+        check_folder_output(&a.input, &a.output, &options)?;
+    } else {
+        check_output(&a.input, &a.output, &options)?;
         read_image(&a.input)?;
+    }
+    if let Some(u) = &a.uncertainty
+        && (same_file(u, &a.input) || u == &a.output)
+    {
+        return Err(Error::Config(format!(
+            "--uncertainty {} would replace the input or the output",
+            u.display()
+        )));
     }
     let t = Instant::now();
     let (model, origin) = load_model(&a, &device)?;
@@ -221,14 +256,6 @@ fn run(a: Args) -> Result<usize> {
         a.device,
         t.elapsed().as_secs_f64()
     );
-    let options = RestoreOptions {
-        tiles: a.tile.map(|tile| TileConfig {
-            tile,
-            overlap: a.overlap.unwrap_or(tile / 8),
-        }),
-        memory_budget: a.budget_mb << 20,
-        samples: a.samples,
-    };
     let bar = Bar {
         tty: std::io::stderr().is_terminal(),
     };

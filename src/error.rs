@@ -21,6 +21,15 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A write was refused because it would replace a file the user did not ask to replace
+    /// (a restoration's own input); the file is untouched.
+    #[error("{path}: {reason}")]
+    Refused {
+        /// The file that would have been written.
+        path: PathBuf,
+        /// Why, and how to ask for it explicitly.
+        reason: String,
+    },
     /// A checkpoint does not fit the model.
     #[error("{path}: {reason}")]
     Weights {

@@ -13,6 +13,7 @@ mod error;
 pub mod eval;
 mod memory;
 pub mod model;
+mod panic_guard;
 pub mod prompt;
 pub mod restore;
 #[cfg(test)]

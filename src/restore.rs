@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 
-use crate::data::{Image, io::output_is_jpeg, list_images, read_image, write_image};
+use crate::data::io::{FileFormat, output_format, same_file};
+use crate::data::{Image, list_images, read_image_with_info, write_image_as};
 use crate::model::{
     DegradationPrediction, Restorer, TileConfig, blend_tiles, mean_site_probabilities,
 };
@@ -40,6 +41,10 @@ pub struct RestoreOptions {
     /// DPPD prompts from their distributions, and the per-pixel standard deviation is returned
     /// as [`Restoration::uncertainty`]. Works with tiles too.
     pub samples: usize,
+    /// Allow an output to replace its own input (default `false`: [`restore_file`] and
+    /// [`restore_folder`] refuse with [`Error::Refused`] and leave the input untouched). Even
+    /// then the input is replaced atomically, only once its restoration is complete.
+    pub in_place: bool,
 }
 
 impl Default for RestoreOptions {
@@ -48,6 +53,7 @@ impl Default for RestoreOptions {
             tiles: None,
             memory_budget: 2 << 30,
             samples: 1,
+            in_place: false,
         }
     }
 }
@@ -149,12 +155,38 @@ impl Restorer {
     }
 }
 
-/// Reads `input`, restores it and writes the result to `output` (`.png`, `.jpg` or `.jpeg`).
+/// Checks, before any work, that `output` may receive the restoration of `input`: its
+/// extension names a format this crate writes, and it is not `input` itself (the same file, by
+/// any path or hard link) unless [`RestoreOptions::in_place`] asks for exactly that. Returns
+/// the output's format.
+pub fn check_output(input: &Path, output: &Path, options: &RestoreOptions) -> Result<FileFormat> {
+    let format = output_format(output)?;
+    if !options.in_place && same_file(input, output) {
+        return Err(Error::Refused {
+            path: output.to_path_buf(),
+            reason: format!(
+                "this is the input file itself ({}); refusing to write the restoration over the \
+                 original, which is left untouched (choose another output, or ask for it \
+                 explicitly: --in-place, RestoreOptions::in_place)",
+                input.display()
+            ),
+        });
+    }
+    Ok(format)
+}
+
+/// Reads `input`, restores it and writes the result to `output`, in the format its extension
+/// names (`.png`, `.jpg`/`.jpeg`, `.webp`, `.tif`/`.tiff`, `.bmp`).
+///
+/// The output keeps what the input stored as far as its format allows: a grey input gives a
+/// grey output (the mean of the restored channels), a 16-bit input a 16-bit PNG or TIFF. The
+/// input is read upright (its EXIF orientation applied), so the output is upright too.
 ///
 /// Nothing is written unless the whole job succeeds, and the output is replaced atomically
 /// (a temporary file renamed over it): an unreadable input, an unsupported output extension
-/// or a failed restoration leaves an existing `output` untouched. The output extension is
-/// checked before any work. The uncertainty map, if any, is returned, not written.
+/// or a failed restoration leaves an existing `output` untouched. The output is checked
+/// before any work ([`check_output`]): an `output` that is the input itself is refused unless
+/// [`RestoreOptions::in_place`] is set. The uncertainty map, if any, is returned, not written.
 pub fn restore_file(
     model: &Restorer,
     input: impl AsRef<Path>,
@@ -164,11 +196,57 @@ pub fn restore_file(
     progress: impl FnMut(usize, usize),
 ) -> Result<Restoration> {
     let (input, output) = (input.as_ref(), output.as_ref());
-    output_is_jpeg(output)?;
-    let image = read_image(input)?;
+    check_output(input, output, options)?;
+    let (image, info) = read_image_with_info(input)?;
     let r = model.restore_image(&image, options, device, progress)?;
-    write_image(output, &r.image)?;
+    write_image_as(output, &r.image, info.pixel)?;
     Ok(r)
+}
+
+/// Checks, before any work, that the folder `output` may receive the restorations of the
+/// images of the folder `input`, and returns those images (as [`restore_folder`] would visit
+/// them). Refused ([`Error::Refused`]) unless [`RestoreOptions::in_place`] is set: any
+/// restoration that would land on an input file itself (`output` is `input`, or a link to it).
+pub fn check_folder_output(
+    input: &Path,
+    output: &Path,
+    options: &RestoreOptions,
+) -> Result<Vec<PathBuf>> {
+    if output.is_file() {
+        return Err(Error::Config(format!(
+            "{} is a file; a folder input needs an output folder",
+            output.display()
+        )));
+    }
+    let in_place = same_file(input, output);
+    let files: Vec<PathBuf> = list_images(input)?
+        .into_iter()
+        .filter(|f| in_place || !f.starts_with(output))
+        .collect();
+    let clashes: Vec<&PathBuf> = files
+        .iter()
+        .filter(|f| same_file(f, &output.join(f.strip_prefix(input).unwrap_or(f))))
+        .collect();
+    if !clashes.is_empty() && !options.in_place {
+        let shown: Vec<String> = clashes
+            .iter()
+            .take(3)
+            .map(|f| f.display().to_string())
+            .collect();
+        let more = if clashes.len() > 3 { ", …" } else { "" };
+        return Err(Error::Refused {
+            path: output.to_path_buf(),
+            reason: format!(
+                "the output folder holds the input files themselves: {} of them ({}{more}) \
+                 would be written over by their restorations; refusing, nothing was restored \
+                 and the originals are left untouched (choose another output folder, or ask \
+                 for it explicitly: --in-place, RestoreOptions::in_place)",
+                clashes.len(),
+                shown.join(", ")
+            ),
+        });
+    }
+    Ok(files)
 }
 
 /// What [`restore_folder`] reports while it works.
@@ -213,8 +291,11 @@ pub struct FolderReport {
 /// Restores every image of the folder tree `input` (the files [`list_images`] finds) into
 /// `output` under the same relative names, creating folders as needed. A file that fails is
 /// reported in [`FolderReport::failed`] and the others are still restored; the function itself
-/// fails only when the folders cannot be listed or created. Files already under `output`
-/// (when it lies inside `input`) are skipped, so a rerun does not restore its own results.
+/// fails only when the folders cannot be listed or created, or when `output` is `input`
+/// itself (or any path leading to the same files) and [`RestoreOptions::in_place`] is not set:
+/// then nothing is restored and no file is touched ([`check_folder_output`]). Files already
+/// under `output` (when it lies inside `input`) are skipped, so a rerun does not restore its
+/// own results.
 pub fn restore_folder(
     model: &Restorer,
     input: impl AsRef<Path>,
@@ -224,16 +305,7 @@ pub fn restore_folder(
     mut events: impl FnMut(FolderEvent<'_>),
 ) -> Result<FolderReport> {
     let (input, output) = (input.as_ref(), output.as_ref());
-    if output.is_file() {
-        return Err(Error::Config(format!(
-            "{} is a file; a folder input needs an output folder",
-            output.display()
-        )));
-    }
-    let files: Vec<PathBuf> = list_images(input)?
-        .into_iter()
-        .filter(|f| !f.starts_with(output))
-        .collect();
+    let files = check_folder_output(input, output, options)?;
     let mut report = FolderReport::default();
     let total = files.len();
     for (index, file) in files.iter().enumerate() {

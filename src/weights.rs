@@ -5,13 +5,25 @@
 //! the keys. The only tolerated extras are the modules PromptIR creates but never runs
 //! (`chnl_reduce1/2/3`, `reduce_noise_channel_1/2/3`). Every save is atomic: the file is
 //! written under a temporary name and renamed, so an existing file is never left half-written.
+//!
+//! Files are untrusted. Every load first reads only the file's index (names, element types,
+//! shapes, data ranges) and compares it with the tensors the configuration needs
+//! ([`check_index`]): a file that claims a tensor the model lacks, a shape other than the
+//! model's, a non-float element type, or unused tensors bigger than the model itself is
+//! refused before any tensor data is read or allocated. The readers underneath are burn's,
+//! which parse pickles without executing anything (no `GLOBAL`/`REDUCE` is ever called: a
+//! pickle is data here), check every declared length and offset against the file's size, and
+//! cap metadata and tensor sizes. A configuration stored in a file is validated
+//! ([`RestorerConfig::validate`], which bounds the network's size) before a network is built.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::prelude::*;
+use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::{
-    ApplyResult, BurnToPyTorchAdapter, BurnpackStore, ModuleSnapshot, PyTorchToBurnAdapter,
-    PytorchStore, SafetensorsStore,
+    ApplyResult, BurnToPyTorchAdapter, BurnpackStore, ModuleSnapshot, ModuleStore,
+    PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
 };
 
 use crate::model::{PromptIrConfig, Restorer, RestorerConfig};
@@ -33,15 +45,175 @@ static DEFAULT_WEIGHTS: &Aligned<[u8]> = &Aligned(*include_bytes!("../weights/de
 
 /// Parses the [`RestorerConfig`] JSON stored in the weights `path`.
 fn stored_config(path: &Path, json: &str) -> Result<RestorerConfig> {
-    serde_json::from_str(json)
-        .map_err(|e| weights_err(path, format!("stored configuration is invalid: {e}")))
+    let config: RestorerConfig = serde_json::from_str(json)
+        .map_err(|e| weights_err(path, format!("stored configuration is invalid: {e}")))?;
+    config
+        .validate()
+        .map_err(|e| weights_err(path, format!("stored configuration is invalid: {e}")))?;
+    Ok(config)
 }
 
-/// Applies a burnpack store to `model` (strictness is judged afterwards by [`verdict`]).
+/// Applies a burnpack store to `model` after [`check_store`] (strictness is judged afterwards
+/// by [`verdict`]).
 fn load_burnpack(model: &mut Restorer, store: BurnpackStore, path: &Path) -> Result<ApplyResult> {
+    let mut store = store.allow_partial(true).validate(false);
+    check_store(path, model, &mut store)?;
     model
-        .load_from(&mut store.allow_partial(true).validate(false))
+        .load_from(&mut store)
         .map_err(|e| weights_err(path, e.to_string()))
+}
+
+/// Reads a store's index (no tensor data) and refuses it unless it fits `model`
+/// ([`check_index`]).
+fn check_store<S: ModuleStore>(path: &Path, model: &Restorer, store: &mut S) -> Result<()> {
+    let index = store
+        .get_all_tensors()
+        .map_err(|e| weights_err(path, e.to_string()))?;
+    check_index(path, &expected_tensors(model), index)
+}
+
+/// The tensors `model` holds, in its order: name, shape.
+fn expected_tensors(model: &Restorer) -> Vec<(String, Vec<usize>)> {
+    model
+        .collect(None, None, true)
+        .into_iter()
+        .map(|t| (t.name.clone(), t.shape.as_slice().to_vec()))
+        .collect()
+}
+
+/// Bytes of one element of a tensor type (1 for types narrower than a byte).
+fn element_bytes(dtype: burn::tensor::DType) -> u128 {
+    dtype.size().max(1) as u128
+}
+
+/// Compares a file's index (name → tensor, data not read) with the tensors a model needs, and
+/// refuses the file, before anything is read or allocated for its tensors, if
+///
+/// - a tensor the model needs has another shape (a 2-D tensor may be stored transposed, as
+///   PyTorch stores linear layers) or a non-float element type;
+/// - the file holds tensors the model has no place for (besides PromptIR's unused
+///   `chnl_reduce*` / `reduce_noise_channel_*` modules);
+/// - the tolerated unused tensors would take more memory than the whole model;
+/// - tensors the model needs are missing.
+///
+/// The error lists the offending keys as [`Restorer::load_weights`]'s verdict does.
+pub(crate) fn check_index(
+    path: &Path,
+    expected: &[(String, Vec<usize>)],
+    index: &BTreeMap<String, PackTensor>,
+) -> Result<()> {
+    let mut errors = Vec::new();
+    let mut fitting = 0;
+    let model_bytes: u128 = expected
+        .iter()
+        .map(|(_, s)| 4 * s.iter().map(|&d| d as u128).product::<u128>())
+        .sum();
+    // in the model's order, as the loaders report them
+    for (name, want) in expected {
+        let Some(tensor) = index.get(name) else {
+            continue;
+        };
+        let shape = tensor.shape.as_slice();
+        let transposed =
+            shape.len() == 2 && want.len() == 2 && shape[0] == want[1] && shape[1] == want[0];
+        if shape != want.as_slice() && !transposed {
+            errors.push(format!(
+                "{name}: the file holds shape {shape:?}, the model needs {want:?}"
+            ));
+        } else if !tensor.dtype.is_float() {
+            errors.push(format!(
+                "{name}: the file holds {:?} elements, the model needs floats",
+                tensor.dtype
+            ));
+        } else {
+            fitting += 1;
+        }
+    }
+    let names: std::collections::BTreeSet<&str> =
+        expected.iter().map(|(n, _)| n.as_str()).collect();
+    let mut unused = Vec::new();
+    let mut unused_bytes: u128 = 0;
+    for (name, tensor) in index {
+        if names.contains(name.as_str()) {
+            continue;
+        }
+        if is_unused_promptir_key(name) {
+            let bytes = tensor
+                .shape
+                .as_slice()
+                .iter()
+                .fold(element_bytes(tensor.dtype), |acc, &d| {
+                    acc.saturating_mul(d as u128)
+                });
+            unused_bytes = unused_bytes.saturating_add(bytes);
+        } else {
+            unused.push(name.clone());
+        }
+    }
+    let mut missing: Vec<String> = names
+        .iter()
+        .filter(|k| !index.contains_key(**k))
+        .map(|k| k.to_string())
+        .collect();
+    missing.sort();
+    if unused_bytes > model_bytes.max(1 << 20) {
+        errors.push(format!(
+            "the unused PromptIR tensors (chnl_reduce*, reduce_noise_channel_*) claim \
+             {unused_bytes} bytes, more than the whole model ({model_bytes} bytes)"
+        ));
+    }
+    Problems {
+        errors,
+        missing,
+        unused,
+        applied: fitting,
+    }
+    .into_result(path)
+}
+
+/// What is wrong between a file and a model, for one error message.
+struct Problems {
+    errors: Vec<String>,
+    missing: Vec<String>,
+    unused: Vec<String>,
+    applied: usize,
+}
+
+impl Problems {
+    fn into_result(self, path: &Path) -> Result<()> {
+        let mut problems = Vec::new();
+        if !self.errors.is_empty() {
+            problems.push(listing("tensor(s) do not fit", self.errors.clone()));
+        }
+        if !self.missing.is_empty() {
+            problems.push(listing(
+                "tensor(s) missing from the file",
+                self.missing.clone(),
+            ));
+        }
+        if !self.unused.is_empty() {
+            problems.push(listing(
+                "tensor(s) in the file have no place in the model",
+                self.unused.clone(),
+            ));
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let hint = if self.errors.len() + self.missing.len() > self.applied {
+            "\n(most tensors disagree: the file was probably made for another configuration; \
+             give the one it was trained with)"
+        } else {
+            ""
+        };
+        Err(weights_err(
+            path,
+            format!(
+                "checkpoint does not match the model\n{}{hint}",
+                problems.join("\n")
+            ),
+        ))
+    }
 }
 
 /// Metadata key holding the [`RestorerConfig`] JSON in files this crate writes.
@@ -113,43 +285,18 @@ fn listing(what: &str, items: Vec<String>) -> String {
 
 /// Turns a lenient [`ApplyResult`] into a strict verdict that names the offending keys.
 fn verdict(path: &Path, result: &ApplyResult) -> Result<()> {
-    let mut problems = Vec::new();
-    if !result.errors.is_empty() {
-        let items = result.errors.iter().map(|e| e.to_string()).collect();
-        problems.push(listing("tensor(s) do not fit", items));
+    Problems {
+        errors: result.errors.iter().map(|e| e.to_string()).collect(),
+        missing: result.missing.iter().map(|(k, _)| k.clone()).collect(),
+        unused: result
+            .unused
+            .iter()
+            .filter(|k| !is_unused_promptir_key(k))
+            .cloned()
+            .collect(),
+        applied: result.applied.len(),
     }
-    if !result.missing.is_empty() {
-        let items = result.missing.iter().map(|(k, _)| k.clone()).collect();
-        problems.push(listing("tensor(s) missing from the file", items));
-    }
-    let unused: Vec<String> = result
-        .unused
-        .iter()
-        .filter(|k| !is_unused_promptir_key(k))
-        .cloned()
-        .collect();
-    if !unused.is_empty() {
-        problems.push(listing(
-            "tensor(s) in the file have no place in the model",
-            unused,
-        ));
-    }
-    if problems.is_empty() {
-        return Ok(());
-    }
-    let hint = if result.errors.len() + result.missing.len() > result.applied.len() {
-        "\n(most tensors disagree: the file was probably made for another configuration; \
-         give the one it was trained with)"
-    } else {
-        ""
-    };
-    Err(weights_err(
-        path,
-        format!(
-            "checkpoint does not match the model\n{}{hint}",
-            problems.join("\n")
-        ),
-    ))
+    .into_result(path)
 }
 
 /// PromptIR's `down*/up*` are `nn.Sequential(conv, PixelShuffle)`: `body.0` is our `conv`.
@@ -187,12 +334,14 @@ impl Restorer {
                 };
                 // A Lightning checkpoint nests the weights under `state_dict`.
                 let mut lightning = store(Some("state_dict"));
-                match model.load_from(&mut lightning) {
-                    Ok(r) => r,
-                    Err(_) => model
-                        .load_from(&mut store(None))
-                        .map_err(|e| weights_err(path, e.to_string()))?,
-                }
+                let mut store = match lightning.get_all_tensors() {
+                    Ok(_) => lightning,
+                    Err(_) => store(None),
+                };
+                check_store(path, &model, &mut store)?;
+                model
+                    .load_from(&mut store)
+                    .map_err(|e| weights_err(path, e.to_string()))?
             }
             WeightsFormat::Safetensors => {
                 let mut store = SafetensorsStore::from_file(path)
@@ -201,6 +350,7 @@ impl Restorer {
                     .with_key_remapping(SEQ_FROM, SEQ_TO)
                     .allow_partial(true)
                     .validate(false);
+                check_store(path, &model, &mut store)?;
                 model
                     .load_from(&mut store)
                     .map_err(|e| weights_err(path, e.to_string()))?
@@ -329,17 +479,25 @@ pub(crate) fn safetensors_metadata(
         source,
     };
     let mut f = std::fs::File::open(path).map_err(io)?;
+    let size = f.metadata().map_err(io)?.len();
     let mut len = [0u8; 8];
-    f.read_exact(&mut len).map_err(io)?;
+    f.read_exact(&mut len).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            weights_err(path, format!("not a safetensors file: only {size} bytes"))
+        } else {
+            io(e)
+        }
+    })?;
     let len = u64::from_le_bytes(len);
-    if len > 100_000_000 {
+    if len > 100_000_000 || len > size.saturating_sub(8) {
         return Err(weights_err(
             path,
-            "not a safetensors file (header too large)".into(),
+            format!("not a safetensors file: its header claims {len} bytes, the file holds {size}"),
         ));
     }
     let mut header = vec![0u8; len as usize];
     f.read_exact(&mut header).map_err(io)?;
+    // (the length was checked against the file's size before this allocation)
     let header: serde_json::Value = serde_json::from_slice(&header)
         .map_err(|e| weights_err(path, format!("not a safetensors file: {e}")))?;
     Ok(header

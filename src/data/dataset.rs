@@ -474,8 +474,8 @@ impl TaskMix {
     }
 }
 
-/// The image files of a folder tree (`.png`, `.jpg`, `.jpeg`, any case), sorted, skipping
-/// depth maps (`*_depth.png`) and hidden files.
+/// The image files of a folder tree (`.png`, `.jpg`, `.jpeg`, `.webp`, `.tif`, `.tiff`, `.bmp`,
+/// any case), sorted, skipping depth maps (`*_depth.png`) and hidden files.
 pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -506,8 +506,7 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 pub(crate) fn is_image_name(name: &str) -> bool {
-    let lower = name.to_lowercase();
-    lower.ends_with(".png") || lower.ends_with(".jpg") || lower.ends_with(".jpeg")
+    super::io::FileFormat::from_extension(Path::new(name)).is_some()
 }
 
 fn is_depth_name(name: &str) -> bool {

@@ -1,7 +1,8 @@
 //! Images in and out, datasets, crops and flips, batching.
 //!
 //! - [`Image`]: planar RGB `f32` on the CPU, with tensor conversions;
-//!   [`read_image`] / [`write_image`] for PNG and JPEG files (rules in the [`io`] docs);
+//!   [`read_image`] / [`write_image`] for PNG, JPEG, WebP, TIFF and BMP files (rules in the
+//!   [`io`] docs);
 //! - [`RestoreDataset`]: `(degraded, clean, label)` samples from [`Entry`]s, in training mode
 //!   (random crops and flips) or test mode (whole images, fixed seeds);
 //! - entries: synthetic from any photo folder ([`synthetic_entries`], a [`TaskMix`]) or paired
@@ -21,7 +22,10 @@ pub use dataset::{
     promptir_weights, synthetic_entries,
 };
 pub use image::{Image, images_to_tensor, labels_to_tensor, tensor_to_images};
-pub use io::{read_depth, read_image, write_image, write_image_with_quality};
+pub use io::{
+    FileFormat, ImageInfo, PixelFormat, read_depth, read_image, read_image_with_info, write_image,
+    write_image_as, write_image_with_quality,
+};
 pub use layout::{promptir_train, rain100l, same_name_pairs, sots_outdoor};
 pub use loader::{Batch, EpochIter, Loader, LoaderConfig};
 

@@ -7,6 +7,50 @@ use crate::backbone::LayerNormType;
 use crate::prompt::DppdPromptConfig;
 use crate::{Error, Result};
 
+/// The largest network [`RestorerConfig::validate`] accepts, by
+/// [`RestorerConfig::parameter_bound`]: 2²⁸ parameters (1 GiB as `f32`; the official PromptIR
+/// has 35.6 M).
+pub const MAX_PARAMETERS: u64 = 1 << 28;
+/// The largest width, channel, prompt or token count a configuration may give.
+pub const MAX_WIDTH: usize = 1 << 16;
+/// The largest number of transformer blocks per level.
+pub const MAX_BLOCKS: usize = 1024;
+
+/// The largest configuration file read: 16 MiB (a configuration is a few hundred bytes).
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// Reads a JSON configuration file, refusing one larger than [`MAX_CONFIG_BYTES`] without
+/// reading it whole.
+pub(crate) fn read_config_text(path: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    let io = |source| Error::Io {
+        path: path.into(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(Error::Config(format!(
+            "{}: larger than {} MiB, not a configuration",
+            path.display(),
+            MAX_CONFIG_BYTES >> 20
+        )));
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| Error::Config(format!("{}: not UTF-8 text: {e}", path.display())))
+}
+
+/// The message of a configuration error, without its "invalid configuration" prefix.
+pub(crate) fn config_reason(e: Error) -> String {
+    match e {
+        Error::Config(m) => m,
+        other => other.to_string(),
+    }
+}
+
 /// What one of the three prompt sites holds.
 ///
 /// The sites are numbered like PromptIR's `prompt1/2/3`: site 1 after decoder level 2, site 2
@@ -167,11 +211,162 @@ impl RestorerConfig {
         }
     }
 
-    /// Checks that the configuration describes a network that can be built.
+    /// An upper bound of the network's parameter count (and of the prototype tables it holds
+    /// besides), computed from the configuration alone, without building anything. Generous
+    /// by about a quarter; used by [`validate`](Self::validate) to refuse networks larger than
+    /// [`MAX_PARAMETERS`] before any allocation; `u128::MAX` when a field is out of
+    /// [`validate`](Self::validate)'s ranges.
+    pub fn parameter_bound(&self) -> u128 {
+        if self.dim == 0 || self.check_ranges().is_err() {
+            return u128::MAX;
+        }
+        let u = |v: usize| v as u128;
+        let f = self.ffn_expansion_factor.clamp(0.0, 1e6);
+        let block = |c: u128| {
+            let h = (c as f64 * f).ceil() as u128 + 1;
+            4 * c * c + 3 * c * h + 32 * c + 20 * h + 64
+        };
+        let [c1, c2, c3, c4] = [self.dim, self.dim * 2, self.dim * 4, self.dim * 8].map(u);
+        let [n1, n2, n3, n4] = self.num_blocks.map(u);
+        let outs = [0, 1, 2].map(|i| u(self.site_output_channels(i)));
+        let dec1 = outs[0] / 2 + c1;
+        let mut total = 9 * u(self.in_channels) * c1
+            + c1
+            + n1 * block(c1)
+            + n2 * block(c2)
+            + n3 * block(c3)
+            + n4 * block(c4)
+            + n3 * block(c3)
+            + n2 * block(c2)
+            + (n1 + u(self.num_refinement_blocks)) * block(dec1)
+            + 5 * (c1 * c1 + c2 * c2 + c3 * c3)
+            + 18 * outs.iter().map(|s| s * s).sum::<u128>()
+            + (outs[2] / 2 + c3) * c3
+            + (outs[1] / 2 + c2) * c2
+            + 9 * dec1 * u(self.out_channels)
+            + 64;
+        for (i, site) in self.prompt_sites.iter().enumerate() {
+            let c = u(self.site_input_channels(i));
+            let out = outs[i];
+            total += match site {
+                PromptSiteConfig::None => 0,
+                PromptSiteConfig::Static { len, dim, size } => {
+                    let (len, dim, size) = (u(*len), u(*dim), u(*size));
+                    len * dim * size * size
+                        + c * len
+                        + len
+                        + 9 * dim * dim
+                        + block(c + dim)
+                        + (c + dim) * out
+                        + 64
+                }
+                PromptSiteConfig::Dppd(p) => {
+                    let d = u(p.token_dim_for(self.site_input_channels(i)));
+                    let (k, t) = (u(p.prototypes), u(p.tokens));
+                    let (e, h) = (u(p.embed_dim), u(p.hidden_dim));
+                    let fuse = if p.fuse_block {
+                        block(2 * c) + 2 * c * out
+                    } else {
+                        0
+                    };
+                    2 * k * t * d
+                        + c * h
+                        + h * e
+                        + 2 * k * e
+                        + h
+                        + e
+                        + 2 * c * c
+                        + 2 * d * c
+                        + 8 * (c + d)
+                        + fuse
+                        + 64
+                }
+            };
+        }
+        total + total / 4
+    }
+
+    /// Every count within its range ([`MAX_WIDTH`], [`MAX_BLOCKS`]), every float finite.
+    fn check_ranges(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        let too_big = |what: &str, v: usize, max: usize| -> Result<()> {
+            if v > max {
+                Err(Error::Config(format!(
+                    "{what} = {v} is beyond the largest this crate builds ({max})"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        too_big("dim", self.dim, MAX_WIDTH)?;
+        too_big("in_channels", self.in_channels, MAX_WIDTH)?;
+        too_big("out_channels", self.out_channels, MAX_WIDTH)?;
+        too_big(
+            "num_refinement_blocks",
+            self.num_refinement_blocks,
+            MAX_BLOCKS,
+        )?;
+        for (i, &n) in self.num_blocks.iter().enumerate() {
+            too_big(&format!("num_blocks[{i}]"), n, MAX_BLOCKS)?;
+        }
+        for (i, &h) in self.heads.iter().enumerate() {
+            too_big(&format!("heads[{i}]"), h, MAX_WIDTH * 8)?;
+        }
+        if !(self.ffn_expansion_factor.is_finite() && self.ffn_expansion_factor <= 64.0) {
+            return bad(format!(
+                "ffn_expansion_factor must be a finite number in (0, 64], got {:e}",
+                self.ffn_expansion_factor
+            ));
+        }
+        too_big("degradations (names)", self.degradations.len(), MAX_WIDTH)?;
+        for (i, site) in self.prompt_sites.iter().enumerate() {
+            let site_no = i + 1;
+            match site {
+                PromptSiteConfig::None => {}
+                PromptSiteConfig::Static { len, dim, size } => {
+                    too_big(&format!("prompt site {site_no}: len"), *len, MAX_WIDTH)?;
+                    too_big(&format!("prompt site {site_no}: dim"), *dim, MAX_WIDTH)?;
+                    too_big(&format!("prompt site {site_no}: size"), *size, MAX_WIDTH)?;
+                }
+                PromptSiteConfig::Dppd(p) => {
+                    for (what, v) in [
+                        ("prototypes", p.prototypes),
+                        ("embed_dim", p.embed_dim),
+                        ("hidden_dim", p.hidden_dim),
+                        ("tokens", p.tokens),
+                        ("token_dim", p.token_dim),
+                        ("heads", p.heads),
+                    ] {
+                        too_big(&format!("prompt site {site_no}: {what}"), v, MAX_WIDTH)?;
+                    }
+                    if !(p.temperature.is_finite() && p.init_log_var.is_finite()) {
+                        return bad(format!(
+                            "prompt site {site_no}: temperature and init_log_var must be finite"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the configuration describes a network that can be built, and that it is not
+    /// too large to build: every count within a sane range (a configuration is untrusted
+    /// input: it may come from a file), and at most [`MAX_PARAMETERS`] parameters by
+    /// [`parameter_bound`](Self::parameter_bound). Nothing is allocated.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
         if self.dim == 0 {
             return bad("dim must be positive".into());
+        }
+        self.check_ranges()?;
+        let bound = self.parameter_bound();
+        if bound > MAX_PARAMETERS as u128 {
+            return bad(format!(
+                "the network would hold up to {bound} parameters, beyond the limit of \
+                 {MAX_PARAMETERS} ({} GiB as f32); refusing to build it",
+                (MAX_PARAMETERS * 4) >> 30
+            ));
         }
         if self.in_channels != self.out_channels {
             return bad(format!(
@@ -267,16 +462,14 @@ impl RestorerConfig {
         Ok(())
     }
 
-    /// Reads a JSON file holding a `RestorerConfig`.
+    /// Reads a JSON file holding a `RestorerConfig` and validates it (errors name the file).
     pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })?;
+        let text = read_config_text(path)?;
         let cfg: Self = serde_json::from_str(&text)
             .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        cfg.validate()?;
+        cfg.validate()
+            .map_err(|e| Error::Config(format!("{}: {}", path.display(), config_reason(e))))?;
         Ok(cfg)
     }
 }
@@ -336,14 +529,16 @@ impl Default for PromptIrConfig {
 }
 
 impl PromptIrConfig {
-    /// Reads a PromptIR `config.json`.
+    /// Reads a PromptIR `config.json` and checks that it describes a network this crate can
+    /// build ([`RestorerConfig::validate`]; errors name the file).
     pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        let text = read_config_text(path)?;
+        let cfg: Self = serde_json::from_str(&text)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        cfg.to_restorer()
+            .map_err(|e| Error::Config(format!("{}: {}", path.display(), config_reason(e))))?;
+        Ok(cfg)
     }
 
     /// Parameters of the modules PromptIR creates but never runs (`chnl_reduce1/2/3`,
@@ -364,6 +559,12 @@ impl PromptIrConfig {
 
     /// The equivalent general configuration.
     pub fn to_restorer(&self) -> Result<RestorerConfig> {
+        let cfg = self.to_restorer_unchecked();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn to_restorer_unchecked(&self) -> RestorerConfig {
         let site = |i: usize| {
             if self.decoder {
                 PromptSiteConfig::Static {
@@ -375,7 +576,7 @@ impl PromptIrConfig {
                 PromptSiteConfig::None
             }
         };
-        let cfg = RestorerConfig {
+        RestorerConfig {
             in_channels: self.inp_channels,
             out_channels: self.out_channels,
             dim: self.dim,
@@ -387,9 +588,7 @@ impl PromptIrConfig {
             layer_norm: self.layer_norm_type,
             prompt_sites: [site(0), site(1), site(2)],
             degradations: Vec::new(),
-        };
-        cfg.validate()?;
-        Ok(cfg)
+        }
     }
 }
 
@@ -414,6 +613,104 @@ mod tests {
                 size: 4
             }
         );
+    }
+
+    #[test]
+    fn the_parameter_bound_covers_every_preset_and_is_not_absurd() {
+        let device = burn::prelude::Device::flex();
+        let mut fused = RestorerConfig::dppd_small();
+        for site in fused.prompt_sites.iter_mut() {
+            if let PromptSiteConfig::Dppd(p) = site {
+                p.fuse_block = true;
+                p.token_dim = 0;
+                p.tokens = 16;
+            }
+        }
+        let tiny = PromptIrConfig {
+            dim: 16,
+            num_blocks: [1, 2, 1, 3],
+            num_refinement_blocks: 2,
+            prompt_dims: [8, 16, 32],
+            prompt_sizes: [16, 8, 4],
+            ..Default::default()
+        };
+        for (name, c) in [
+            ("promptir", RestorerConfig::promptir()),
+            ("dppd", RestorerConfig::dppd()),
+            ("dppd-small", RestorerConfig::dppd_small()),
+            ("restormer", RestorerConfig::restormer()),
+            ("fused", fused),
+            ("tiny", tiny.to_restorer().unwrap()),
+        ] {
+            let actual = burn::module::Module::num_params(&c.init(&device)) as u128;
+            let bound = c.parameter_bound();
+            assert!(
+                actual <= bound && bound <= 2 * actual,
+                "{name}: {actual} parameters, bound {bound}"
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_configurations_are_refused_before_anything_is_built() {
+        let base = RestorerConfig::dppd_small();
+        let cases: Vec<(RestorerConfig, &str)> = vec![
+            (
+                RestorerConfig {
+                    dim: usize::MAX,
+                    ..base.clone()
+                },
+                "dim",
+            ),
+            (
+                RestorerConfig {
+                    dim: 4096,
+                    heads: [1, 1, 1, 1],
+                    ..base.clone()
+                },
+                "parameters",
+            ),
+            (
+                RestorerConfig {
+                    num_blocks: [1, 1, 1, 1 << 40],
+                    ..base.clone()
+                },
+                "num_blocks[3]",
+            ),
+            (
+                RestorerConfig {
+                    ffn_expansion_factor: f64::NAN,
+                    ..base.clone()
+                },
+                "ffn_expansion_factor",
+            ),
+            (
+                RestorerConfig {
+                    ffn_expansion_factor: f64::INFINITY,
+                    ..base.clone()
+                },
+                "ffn_expansion_factor",
+            ),
+            (
+                PromptIrConfig {
+                    prompt_len: 60_000,
+                    prompt_sizes: [60_000, 32, 16],
+                    ..Default::default()
+                }
+                .to_restorer_unchecked(),
+                "parameters",
+            ),
+        ];
+        for (c, fragment) in cases {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(fragment), "{e}");
+            assert!(c.parameter_bound() > MAX_PARAMETERS as u128, "{e}");
+        }
+        let mut nan = base.clone();
+        if let PromptSiteConfig::Dppd(p) = &mut nan.prompt_sites[0] {
+            p.temperature = f64::NAN;
+        }
+        assert!(nan.validate().unwrap_err().to_string().contains("finite"));
     }
 
     #[test]

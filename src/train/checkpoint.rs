@@ -19,12 +19,13 @@
 //! and the directory `fsync`ed. A reader verifies the checksum, so a torn or damaged file is
 //! refused, never half-loaded.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
-use burn::store::ModuleRecord;
-use burn::tensor::Bytes;
+use burn::store::{ModuleRecord, ModuleSnapshot};
+use burn::tensor::{Bytes, DType};
 use serde::{Deserialize, Serialize};
 
 use super::ExperimentConfig;
@@ -150,44 +151,181 @@ fn sections(path: &Path, bytes: &[u8]) -> Result<[Vec<u8>; 3]> {
             "checksum mismatch: the file is damaged or truncated",
         ));
     }
-    let mut at = 12;
+    let mut at = 12usize;
     let mut out: [Vec<u8>; 3] = Default::default();
     for part in out.iter_mut() {
         let len = body
             .get(at..at + 8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
             .ok_or_else(|| ckpt_err(path, "truncated section header"))?;
         at += 8;
-        *part = body
-            .get(at..at + len)
-            .ok_or_else(|| ckpt_err(path, "truncated section"))?
-            .to_vec();
-        at += len;
+        // A crafted length may be anything: checked against what the file holds before any
+        // arithmetic or allocation.
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|len| at.checked_add(len))
+            .filter(|&end| end <= body.len())
+            .ok_or_else(|| {
+                ckpt_err(
+                    path,
+                    format!(
+                        "a section claims {len} bytes, more than the file's remaining {}",
+                        body.len() - at
+                    ),
+                )
+            })?;
+        *part = body[at..end].to_vec();
+        at = end;
     }
     Ok(out)
+}
+
+/// Parses a checkpoint's state and validates the network it describes (bounded in size by
+/// [`RestorerConfig::validate`]) before anything is built from it.
+fn parse_state(path: &Path, json: &[u8]) -> Result<TrainState> {
+    let state: TrainState =
+        serde_json::from_slice(json).map_err(|e| ckpt_err(path, format!("state: {e}")))?;
+    state
+        .network
+        .validate()
+        .map_err(|e| ckpt_err(path, format!("state: the network: {e}")))?;
+    state
+        .experiment
+        .validate()
+        .map_err(|e| ckpt_err(path, format!("state: the experiment: {e}")))?;
+    Ok(state)
 }
 
 /// Reads only the [`TrainState`] of a checkpoint (verifying the whole file).
 pub fn read_state(path: &Path) -> Result<TrainState> {
     let bytes = std::fs::read(path).map_err(io_err(path))?;
     let [json, _, _] = sections(path, &bytes)?;
-    serde_json::from_slice(&json).map_err(|e| ckpt_err(path, format!("state: {e}")))
+    parse_state(path, &json)
+}
+
+/// One stored tensor's description: name, element type, shape, parameter id.
+type IndexEntry = (String, DType, Vec<usize>, Option<u64>);
+
+/// The index of a burnpack section, without its data.
+fn section_index(path: &Path, what: &str, bytes: &[u8]) -> Result<Vec<IndexEntry>> {
+    let reader = burn::store::burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
+        .map_err(|e| ckpt_err(path, format!("{what}: {e}")))?;
+    Ok(reader
+        .into_tensors()
+        .map_err(|e| ckpt_err(path, format!("{what}: {e}")))?
+        .into_iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.dtype,
+                t.shape.as_slice().to_vec(),
+                t.param_id,
+            )
+        })
+        .collect())
+}
+
+/// Checks the model section against the network built from the stored configuration: the
+/// same tensor names, shapes and element types, nothing more. Returns each parameter id's
+/// shape, for [`check_optimizer`].
+fn check_model(path: &Path, model: &Restorer, bytes: &[u8]) -> Result<BTreeMap<u64, Vec<usize>>> {
+    let expected: BTreeMap<String, (DType, Vec<usize>)> = model
+        .collect(None, None, false)
+        .into_iter()
+        .map(|t| (t.name.clone(), (t.dtype, t.shape.as_slice().to_vec())))
+        .collect();
+    let index = section_index(path, "model", bytes)?;
+    let mut ids = BTreeMap::new();
+    let mut seen = 0;
+    for (name, dtype, shape, id) in index {
+        match expected.get(&name) {
+            Some((want_dtype, want)) if *want == shape && *want_dtype == dtype => {
+                seen += 1;
+                if let Some(id) = id {
+                    ids.insert(id, shape);
+                }
+            }
+            Some((want_dtype, want)) => {
+                return Err(ckpt_err(
+                    path,
+                    format!(
+                        "model: {name} is {dtype:?} {shape:?} in the file, the network needs \
+                         {want_dtype:?} {want:?}"
+                    ),
+                ));
+            }
+            None => {
+                return Err(ckpt_err(
+                    path,
+                    format!("model: the file holds {name}, which the network does not have"),
+                ));
+            }
+        }
+    }
+    if seen != expected.len() {
+        return Err(ckpt_err(
+            path,
+            format!(
+                "model: the file holds {seen} of the network's {} tensors",
+                expected.len()
+            ),
+        ));
+    }
+    Ok(ids)
+}
+
+/// Checks the optimiser section: every state tensor belongs to a parameter of the model
+/// section and has its shape and a float type, at most a few per parameter.
+fn check_optimizer(path: &Path, ids: &BTreeMap<u64, Vec<usize>>, bytes: &[u8]) -> Result<()> {
+    let index = section_index(path, "optimiser", bytes)?;
+    if index.len() > 4 * ids.len() + 16 {
+        return Err(ckpt_err(
+            path,
+            format!(
+                "optimiser: {} state tensors for {} parameters",
+                index.len(),
+                ids.len()
+            ),
+        ));
+    }
+    for (name, dtype, shape, id) in index {
+        let param = id
+            .or_else(|| name.split('.').next().and_then(|p| p.parse().ok()))
+            .and_then(|id| ids.get(&id));
+        match param {
+            Some(want) if *want == shape && dtype.is_float() => {}
+            _ => {
+                return Err(ckpt_err(
+                    path,
+                    format!(
+                        "optimiser: state tensor {name} ({dtype:?} {shape:?}) belongs to no \
+                         parameter of that shape"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Checkpoint {
     /// Loads a checkpoint: the network is built from the stored configuration on `device`
     /// (pass an autodiff device to continue training) and the optimiser from `state`'s
     /// experiment configuration.
+    ///
+    /// The file is untrusted: its checksum, its section lengths, the stored configuration
+    /// (bounded in size) and the index of every stored tensor are checked before any tensor
+    /// is read; a file that does not describe exactly the stored network is refused.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(io_err(path))?;
         let [json, model_bytes, optim_bytes] = sections(path, &bytes)?;
-        let state: TrainState =
-            serde_json::from_slice(&json).map_err(|e| ckpt_err(path, format!("state: {e}")))?;
+        let state = parse_state(path, &json)?;
+        let model = state.network.init(device);
+        let ids = check_model(path, &model, &model_bytes)?;
+        check_optimizer(path, &ids, &optim_bytes)?;
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model_bytes))
             .map_err(|e| ckpt_err(path, format!("model: {e}")))?;
-        let model = state
-            .network
-            .init(device)
+        let model = model
             .try_load_record(record)
             .map_err(|e| ckpt_err(path, format!("model: {e}")))?;
         let optimizer = state
@@ -204,17 +342,17 @@ impl Checkpoint {
         })
     }
 
-    /// Loads only the network of a checkpoint (for evaluation), on `device`.
+    /// Loads only the network of a checkpoint (for evaluation), on `device`, with the checks
+    /// of [`Checkpoint::load`].
     pub fn load_model(path: &Path, device: &Device) -> Result<Restorer> {
         let bytes = std::fs::read(path).map_err(io_err(path))?;
         let [json, model_bytes, _] = sections(path, &bytes)?;
-        let state: TrainState =
-            serde_json::from_slice(&json).map_err(|e| ckpt_err(path, format!("state: {e}")))?;
+        let state = parse_state(path, &json)?;
+        let model = state.network.init(device);
+        check_model(path, &model, &model_bytes)?;
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model_bytes))
             .map_err(|e| ckpt_err(path, format!("model: {e}")))?;
-        state
-            .network
-            .init(device)
+        model
             .try_load_record(record)
             .map_err(|e| ckpt_err(path, format!("model: {e}")))
     }

@@ -261,13 +261,16 @@ impl ExperimentConfig {
     /// Reads a JSON file; unknown fields are errors.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })?;
+        let text = crate::model::config::read_config_text(path)?;
         let c: Self = serde_json::from_str(&text)
             .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        c.validate()?;
+        c.validate().map_err(|e| {
+            Error::Config(format!(
+                "{}: {}",
+                path.display(),
+                crate::model::config::config_reason(e)
+            ))
+        })?;
         Ok(c)
     }
 
@@ -288,6 +291,30 @@ impl ExperimentConfig {
         }
         if self.data.val_crops == 0 {
             return bad("data.val_crops must be at least 1");
+        }
+        // A configuration may come from an untrusted file: counts that would make the run
+        // allocate without bound (a batch of inputs beyond 8 GiB, a million worker threads)
+        // are refused here, before anything is built.
+        let samples =
+            |batch: usize, side: usize| 3u128 * batch as u128 * side as u128 * side as u128;
+        if samples(self.batch_size, self.patch_size) > 1 << 31
+            || samples(self.batch_size, self.data.val_patch) > 1 << 31
+        {
+            return Err(Error::Config(format!(
+                "a batch of {} patches of {}² (validation: {}²) takes more than 8 GiB of input \
+                 alone; refusing",
+                self.batch_size, self.patch_size, self.data.val_patch
+            )));
+        }
+        if self.data.workers > 1024 || self.data.val_crops > 1 << 16 {
+            return bad("data.workers (at most 1024) or data.val_crops (at most 65536) too large");
+        }
+        if !(self.optimizer.epsilon.is_finite()
+            && self.optimizer.weight_decay.is_finite()
+            && self.schedule.warmup_start_lr.is_finite()
+            && self.schedule.min_lr.is_finite())
+        {
+            return bad("optimizer and schedule values must be finite");
         }
         self.model.resolve().map(|_| ())
     }

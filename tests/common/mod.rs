@@ -10,6 +10,28 @@ pub fn reference_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/promptir-tiny")
 }
 
+/// Keeps `bytes` as a seed input of the fuzz target `target` when the environment variable
+/// `DPPD_FUZZ_SEEDS` names a folder (how the seeds in `fuzz/seeds/` were made: see
+/// `fuzz/README.md`). Files over 64 KiB are not kept. The `train_checkpoint` target reads its
+/// first byte as a flag (odd: append a checksum), so its seeds get an even one in front: the
+/// file as it is.
+pub fn fuzz_seed(target: &str, name: &str, bytes: &[u8]) {
+    let Ok(dir) = std::env::var("DPPD_FUZZ_SEEDS") else {
+        return;
+    };
+    if bytes.len() > 64 << 10 {
+        return;
+    }
+    let dir = Path::new(&dir).join(target);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut seed = Vec::with_capacity(bytes.len() + 1);
+    if target == "train_checkpoint" {
+        seed.push(0);
+    }
+    seed.extend_from_slice(bytes);
+    std::fs::write(dir.join(name), seed).unwrap();
+}
+
 /// The CPU devices the tests run on: flex always, ndarray with its feature.
 pub fn cpu_devices() -> Vec<(&'static str, Device)> {
     #[allow(unused_mut)]
@@ -92,4 +114,6 @@ pub fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
 pub fn max_abs<const D: usize>(a: Tensor<D>) -> f32 {
     a.abs().max().into_scalar::<f32>()
 }
+pub mod craft;
+pub mod photos;
 pub mod train;
