@@ -14,6 +14,10 @@
 # installed (numpy, scipy, scikit-image, bm3d):
 #
 #   python3 scripts/classical_baselines.py runs/eval [TASK ...]   # -> runs/eval/classical.csv
+#
+# Rows are appended to classical.csv as they are computed, and (task, method, image) rows already
+# there are not computed again: an interrupted run continues where it stopped. METHODS=nlm,tv
+# (environment) limits the methods run (bm3d, nlm, tv, dcp).
 import csv
 import os
 import sys
@@ -83,30 +87,46 @@ def dark_channel_prior(x, patch=15, omega=0.95, t0=0.1):
 def main():
     root = sys.argv[1]
     tasks = sys.argv[2:] or NOISE + ["dehaze"]
-    rows = []
-    for task in tasks:
-        methods = {"dehaze": {"dcp": dark_channel_prior}}.get(
-            task, {"bm3d": bm3d_blind, "nlm": nlm, "tv": tv})
-        folder = os.path.join(root, "inputs", task)
-        for name in sorted(os.listdir(folder)):
-            x = load(os.path.join(folder, name))
-            clean = load(os.path.join(root, "clean", task, name))
-            for method, f in methods.items():
-                t0 = time.time()
-                y = f(x)
-                psnr = peak_signal_noise_ratio(clean, y, data_range=1.0)
-                ssim = structural_similarity(clean, y, data_range=1.0, channel_axis=-1)
-                rows.append((task, method, name, psnr, ssim, time.time() - t0))
-                print(f"{task} {method} {name}: {psnr:.2f} dB / {ssim:.4f} ({time.time() - t0:.1f} s)",
-                      flush=True)
+    only = set(filter(None, os.environ.get("METHODS", "").split(",")))
     out = os.path.join(root, "classical.csv")
-    with open(out, "w", newline="") as f:
+    rows = []
+    if os.path.exists(out):
+        with open(out, newline="") as f:
+            r = csv.reader(f)
+            next(r, None)
+            rows = [(t, m, n, float(p), float(q), float(sec)) for t, m, n, p, q, sec in r]
+    done = {(r[0], r[1], r[2]) for r in rows}
+    fresh = not os.path.exists(out)
+    with open(out, "a", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["task", "method", "image", "psnr", "ssim", "seconds"])
-        w.writerows(rows)
+        if fresh:
+            w.writerow(["task", "method", "image", "psnr", "ssim", "seconds"])
+        for task in tasks:
+            methods = {"dehaze": {"dcp": dark_channel_prior}}.get(
+                task, {"bm3d": bm3d_blind, "nlm": nlm, "tv": tv})
+            methods = {k: v for k, v in methods.items() if not only or k in only}
+            folder = os.path.join(root, "inputs", task)
+            for name in sorted(os.listdir(folder)):
+                todo = {k: v for k, v in methods.items() if (task, k, name) not in done}
+                if not todo:
+                    continue
+                x = load(os.path.join(folder, name))
+                clean = load(os.path.join(root, "clean", task, name))
+                for method, fn in todo.items():
+                    t0 = time.time()
+                    y = fn(x)
+                    psnr = peak_signal_noise_ratio(clean, y, data_range=1.0)
+                    ssim = structural_similarity(clean, y, data_range=1.0, channel_axis=-1)
+                    row = (task, method, name, psnr, ssim, time.time() - t0)
+                    rows.append(row)
+                    w.writerow(row)
+                    f.flush()
+                    print(f"{task} {method} {name}: {psnr:.2f} dB / {ssim:.4f} "
+                          f"({time.time() - t0:.1f} s)", flush=True)
     print("| task | method | images | PSNR | SSIM |")
     print("|---|---|---|---|---|")
-    keys = sorted({(r[0], r[1]) for r in rows}, key=lambda k: (tasks.index(k[0]), k[1]))
+    keys = sorted({(r[0], r[1]) for r in rows if r[0] in tasks},
+                  key=lambda k: (tasks.index(k[0]), k[1]))
     for task, method in keys:
         sel = [r for r in rows if r[0] == task and r[1] == method]
         print(f"| {task} | {method} | {len(sel)} | {np.mean([r[3] for r in sel]):.2f} | "
