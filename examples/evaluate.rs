@@ -10,6 +10,8 @@
 //! `OUT/images/TASK/NAME.png`. Every image is restored as `restore` does (whole, or in tiles
 //! when it exceeds the default memory budget).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -18,35 +20,7 @@ use clap::Parser;
 use dppd::data::{Entry, RestoreDataset, TaskMix, same_name_pairs, synthetic_entries, write_image};
 use dppd::degrade::Task;
 use dppd::eval::{benchmark, side_by_side};
-use dppd::model::{PromptIrConfig, Restorer, RestorerConfig};
-use dppd::train::Checkpoint;
 use dppd::{Error, Result, device_from_name};
-
-fn load_model(
-    path: &Path,
-    config: Option<&Path>,
-    promptir: Option<&Path>,
-    d: &Device,
-) -> Result<Restorer> {
-    let ext = path
-        .extension()
-        .map(|e| e.to_string_lossy().to_lowercase())
-        .unwrap_or_default();
-    if ext == "ckpt"
-        && let Ok(m) = Checkpoint::load_model(path, d)
-    {
-        return Ok(m);
-    }
-    if ext == "bpk" && config.is_none() {
-        return Restorer::load(path, d);
-    }
-    let cfg = match (config, promptir) {
-        (Some(c), _) => RestorerConfig::load(c)?,
-        (None, Some(p)) => PromptIrConfig::load(p)?.to_restorer()?,
-        (None, None) => RestorerConfig::promptir(),
-    };
-    Restorer::load_weights(&cfg, path, d)
-}
 
 /// Evaluates a model: PSNR and SSIM per task next to the degraded inputs' own scores, the
 /// predicted degradation against the truth, and a degraded | restored | clean picture per image.
@@ -55,7 +29,8 @@ fn load_model(
 struct Args {
     /// A .bpk written by this crate (its configuration inside), a training checkpoint .ckpt,
     /// or PromptIR weights (.ckpt/.pth/.safetensors) with --config or --promptir-config
-    /// (default: PromptIR's own defaults); a .ckpt is tried as a training checkpoint first.
+    /// (default: a configuration stored in the file, else PromptIR's own defaults); a .ckpt
+    /// is tried as a training checkpoint first. The same rule as restore's --weights.
     #[arg(long)]
     model: PathBuf,
     /// A RestorerConfig JSON for weights that carry none.
@@ -132,7 +107,14 @@ fn run(a: Args) -> Result<()> {
         device,
     } = a;
     let d = device_from_name(&device)?;
-    let net = load_model(&model_path, config.as_deref(), promptir.as_deref(), &d)?.valid();
+    let (net, origin) = common::load_model(
+        Some(&model_path),
+        config.as_deref(),
+        promptir.as_deref(),
+        &d,
+    )?;
+    let net = net.valid();
+    eprintln!("loaded {origin}");
     std::fs::create_dir_all(&out).map_err(|source| Error::Io {
         path: out.clone(),
         source,

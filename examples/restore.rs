@@ -16,7 +16,8 @@
 //!
 //! Options:
 //! - `--weights FILE`: other weights than the built-in default ones: `.bpk` (this crate's, with
-//!   their configuration), `.ckpt`/`.pth` (PromptIR PyTorch) or `.safetensors`;
+//!   their configuration), a training checkpoint `.ckpt`, `.ckpt`/`.pth` (PromptIR PyTorch) or
+//!   `.safetensors` (the rule: `examples/common/mod.rs`, `load_model`; evaluate follows it too);
 //! - `--promptir-config FILE`: the official PromptIR constructor arguments as JSON for
 //!   `--weights` (without it, a configuration stored in the file is used, else the official
 //!   PromptIR default); `--config FILE`: a dppd `RestorerConfig` JSON instead;
@@ -30,152 +31,93 @@
 //! - `--in-place`: allow OUTPUT to be INPUT (`restore photo.png photo.png --in-place`, or a
 //!   folder onto itself): each original is replaced, atomically, by its restoration.
 
-use std::io::IsTerminal;
+mod common;
+
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use burn::prelude::*;
+use burn::module::Module;
+use clap::Parser;
 use dppd::data::io::same_file;
 use dppd::data::{Image, read_image, write_image};
-use dppd::model::{PromptIrConfig, Restorer, RestorerConfig, TileConfig};
+use dppd::model::TileConfig;
 use dppd::restore::{
     FolderEvent, Restoration, RestoreOptions, check_folder_output, check_output, restore_file,
     restore_folder,
 };
 use dppd::{Error, Result, device_from_name};
+use indicatif::{ProgressBar, ProgressStyle};
 
+/// Restores photographs: noise, rain and haze are recognised and removed without being named
+/// (the module documentation above says what INPUT and OUTPUT may be).
+#[derive(Parser, Debug)]
+#[command(version, about)]
 struct Args {
+    /// An image (PNG, JPEG, WebP, TIFF, BMP) or a folder of them.
     input: PathBuf,
+    /// The restored image (its extension picks the format), or a folder for a folder INPUT.
     output: PathBuf,
+    /// Other weights than the built-in default ones: .bpk (this crate's, with their
+    /// configuration), a training checkpoint .ckpt, .ckpt/.pth (PromptIR PyTorch) or
+    /// .safetensors.
+    #[arg(long)]
     weights: Option<PathBuf>,
+    /// The official PromptIR constructor arguments (JSON) for --weights.
+    #[arg(long, requires = "weights", conflicts_with = "config")]
     promptir_config: Option<PathBuf>,
+    /// A dppd RestorerConfig JSON for --weights (without either, a configuration stored in the
+    /// file is used, else the official PromptIR default).
+    #[arg(long, requires = "weights")]
     config: Option<PathBuf>,
+    /// flex (default), ndarray, wgpu, cuda: those enabled at build time.
+    #[arg(long, default_value = "flex")]
     device: String,
-    samples: usize,
+    /// Average N restorations with prompts sampled from their distributions (DPPD networks).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    samples: u32,
+    /// Write the per-pixel standard deviation over --samples (N ≥ 2) as an image, scaled so
+    /// that the largest deviation is white (the scale is printed).
+    #[arg(long)]
     uncertainty: Option<PathBuf>,
+    /// Restore in N×N tiles (N a multiple of 8); without it, tiles are chosen automatically
+    /// when the image would not fit --memory-budget.
+    #[arg(long)]
     tile: Option<usize>,
+    /// Pixels over which neighbouring tiles are cross-faded (default N/8).
+    #[arg(long, requires = "tile")]
     overlap: Option<usize>,
+    /// The memory the restoration of one image may take, in MB.
+    #[arg(long = "memory-budget", default_value_t = 2048)]
     budget_mb: u64,
+    /// Allow OUTPUT to be INPUT (a file or a folder onto itself): each original is replaced,
+    /// atomically, by its restoration.
+    #[arg(long)]
     in_place: bool,
 }
 
-const USAGE: &str = "usage: restore INPUT OUTPUT [--weights FILE [--promptir-config FILE | --config FILE]] \
-[--device flex|ndarray|wgpu|cuda] [--samples N [--uncertainty FILE]] [--tile N [--overlap M]] \
-[--memory-budget MB] [--in-place]";
-
-fn parse() -> std::result::Result<Args, String> {
-    let mut pos = Vec::new();
-    let (mut weights, mut promptir_config, mut config, mut uncertainty) = (None, None, None, None);
-    let mut device = "flex".to_string();
-    let mut samples = 1usize;
-    let (mut tile, mut overlap, mut budget_mb) = (None, None, 2048u64);
-    let mut in_place = false;
-    let number = |v: String, what: &str| -> std::result::Result<usize, String> {
-        v.parse()
-            .map_err(|_| format!("{what} needs a non-negative integer, got {v:?}"))
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut value = || it.next().ok_or(format!("{a} needs a value\n{USAGE}"));
-        match a.as_str() {
-            "--weights" => weights = Some(PathBuf::from(value()?)),
-            "--promptir-config" => promptir_config = Some(PathBuf::from(value()?)),
-            "--config" => config = Some(PathBuf::from(value()?)),
-            "--device" => device = value()?,
-            "--samples" => {
-                samples = value()?
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or("--samples needs a positive integer")?
-            }
-            "--uncertainty" => uncertainty = Some(PathBuf::from(value()?)),
-            "--tile" => tile = Some(number(value()?, "--tile")?),
-            "--overlap" => overlap = Some(number(value()?, "--overlap")?),
-            "--memory-budget" => budget_mb = number(value()?, "--memory-budget")? as u64,
-            "--in-place" => in_place = true,
-            "-h" | "--help" => return Err(USAGE.into()),
-            s if s.starts_with("--") => return Err(format!("unknown option {s}\n{USAGE}")),
-            _ => pos.push(PathBuf::from(a)),
-        }
-    }
-    let [input, output]: [PathBuf; 2] = pos
-        .try_into()
-        .map_err(|_| format!("expected INPUT and OUTPUT\n{USAGE}"))?;
-    if promptir_config.is_some() && config.is_some() {
-        return Err("give --promptir-config or --config, not both".into());
-    }
-    if (promptir_config.is_some() || config.is_some()) && weights.is_none() {
-        return Err("--promptir-config and --config describe --weights FILE".into());
-    }
-    if uncertainty.is_some() && samples < 2 {
-        return Err("--uncertainty needs --samples N with N ≥ 2".into());
-    }
-    if overlap.is_some() && tile.is_none() {
-        return Err("--overlap goes with --tile".into());
-    }
-    Ok(Args {
-        input,
-        output,
-        weights,
-        promptir_config,
-        config,
-        device,
-        samples,
-        uncertainty,
-        tile,
-        overlap,
-        budget_mb,
-        in_place,
-    })
-}
-
-/// The network: the built-in default, or `--weights` with its configuration (explicit file,
-/// else stored in the weights, else PromptIR's default).
-fn load_model(a: &Args, device: &Device) -> Result<(Restorer, String)> {
-    let Some(weights) = &a.weights else {
-        return Ok((
-            Restorer::pretrained(device)?,
-            "built-in default weights".into(),
-        ));
-    };
-    let (config, origin) = if let Some(p) = &a.config {
-        (RestorerConfig::load(p)?, format!("{}", p.display()))
-    } else if let Some(p) = &a.promptir_config {
-        let c = PromptIrConfig::load(p)?.to_restorer()?;
-        (c, format!("{} (PromptIR arguments)", p.display()))
-    } else if let Some(c) = Restorer::config_in_file(weights)? {
-        (c, "stored in the weights file".into())
-    } else {
-        (
-            RestorerConfig::promptir(),
-            "official PromptIR default".into(),
-        )
-    };
-    let model = Restorer::load_weights(&config, weights, device)?;
-    Ok((model, format!("{} (config: {origin})", weights.display())))
-}
-
-/// A progress bar on standard error, drawn only on a terminal.
-struct Bar {
-    tty: bool,
-}
+/// A progress bar over one image's tiles on standard error (indicatif: drawn only on a
+/// terminal), started afresh for each image.
+struct Bar(RefCell<Option<ProgressBar>>);
 
 impl Bar {
-    fn draw(&self, what: &str, done: usize, total: usize) {
-        if !self.tty || total < 2 {
+    fn draw(&self, done: usize, total: usize) {
+        if total < 2 {
             return;
         }
-        let width = 30;
-        let full = done * width / total;
-        eprint!(
-            "\r  [{}{}] {done}/{total} {what}\x1b[K",
-            "#".repeat(full),
-            "-".repeat(width - full)
-        );
-        if done == total {
-            eprint!("\r\x1b[K");
+        let mut slot = self.0.borrow_mut();
+        let bar = slot.get_or_insert_with(|| {
+            let bar = ProgressBar::new(total as u64);
+            if let Ok(style) = ProgressStyle::with_template("  [{bar:30}] {pos}/{len} tiles") {
+                bar.set_style(style.progress_chars("#>-"));
+            }
+            bar
+        });
+        bar.set_position(done as u64);
+        if done >= total {
+            bar.finish_and_clear();
+            *slot = None;
         }
     }
 }
@@ -229,7 +171,7 @@ fn run(a: Args) -> Result<usize> {
             overlap: a.overlap.unwrap_or(tile / 8),
         }),
         memory_budget: a.budget_mb << 20,
-        samples: a.samples,
+        samples: a.samples as usize,
         in_place: a.in_place,
     };
     // A bad single input, or an output that would replace an input, is reported before the
@@ -248,26 +190,34 @@ fn run(a: Args) -> Result<usize> {
             u.display()
         )));
     }
+    if a.uncertainty.is_some() && a.samples < 2 {
+        return Err(Error::Config(
+            "--uncertainty needs --samples N with N ≥ 2".into(),
+        ));
+    }
     let t = Instant::now();
-    let (model, origin) = load_model(&a, &device)?;
+    let (model, origin) = common::load_model(
+        a.weights.as_deref(),
+        a.config.as_deref(),
+        a.promptir_config.as_deref(),
+        &device,
+    )?;
     println!(
         "loaded {origin}: {} parameters, on {} in {:.2} s",
         model.num_params(),
         a.device,
         t.elapsed().as_secs_f64()
     );
-    let bar = Bar {
-        tty: std::io::stderr().is_terminal(),
-    };
+    let bar = Bar(RefCell::new(None));
     if !folder {
         let t = Instant::now();
         let r = restore_file(&model, &a.input, &a.output, &options, &device, |d, n| {
-            bar.draw("tiles", d, n)
+            bar.draw(d, n)
         })?;
         report(&r, t.elapsed().as_secs_f64());
         println!("  wrote {}", a.output.display());
         if let (Some(path), Some(std)) = (&a.uncertainty, &r.uncertainty) {
-            write_uncertainty(path, std, a.samples)?;
+            write_uncertainty(path, std, a.samples as usize)?;
         }
         return Ok(0);
     }
@@ -287,7 +237,7 @@ fn run(a: Args) -> Result<usize> {
                 started = Instant::now();
                 println!("[{}/{total}] {}", index + 1, input.display());
             }
-            FolderEvent::Tile { done, total } => bar.draw("tiles", done, total),
+            FolderEvent::Tile { done, total } => bar.draw(done, total),
             FolderEvent::Finished { output, result, .. } => match result {
                 Ok(r) => {
                     report(r, started.elapsed().as_secs_f64());
@@ -310,21 +260,11 @@ fn run(a: Args) -> Result<usize> {
 
 fn main() -> ExitCode {
     dppd::retain_freed_memory();
-    let args = match parse() {
-        Ok(a) => a,
-        Err(msg) => {
-            eprintln!("{msg}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args) {
+    match run(Args::parse()) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e}");
-            if let Error::Config(_) = e {
-                eprintln!("{USAGE}");
-            }
             ExitCode::FAILURE
         }
     }

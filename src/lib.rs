@@ -3,17 +3,15 @@
 //! One model removes noise, rain and haze from a photograph without being told which.
 //! See the README for an overview.
 
-mod atomic;
 pub mod backbone;
+mod base;
 mod cpu;
 pub mod data;
 pub mod degrade;
 mod device;
-mod error;
 pub mod eval;
-mod memory;
 pub mod model;
-mod panic_guard;
+pub mod prelude;
 pub mod prompt;
 pub mod restore;
 #[cfg(test)]
@@ -21,8 +19,8 @@ mod test_util;
 pub mod train;
 mod weights;
 
+pub use base::memory::retain_freed_memory;
 pub use device::{available_backends, device_from_name, devices_from_names};
-pub use memory::retain_freed_memory;
 pub use weights::WeightsFormat;
 
-pub use error::{Error, Result};
+pub use base::error::{Error, Result};

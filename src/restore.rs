@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 
-use crate::data::io::{FileFormat, output_format, same_file};
+use crate::base::io::{FileFormat, output_format, same_file};
 use crate::data::{Image, list_images, read_image_with_info, write_image_as};
 use crate::model::{
     DegradationPrediction, Restorer, TileConfig, blend_tiles, mean_site_probabilities,

@@ -438,7 +438,7 @@ impl Restorer {
     /// Saves the weights and the configuration in burn's native format, atomically.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        crate::atomic::replace_with(path, |tmp| {
+        crate::base::atomic::replace_with(path, |tmp| {
             let mut store = BurnpackStore::from_file(tmp)
                 .auto_extension(false)
                 .overwrite(true)
@@ -453,7 +453,7 @@ impl Restorer {
     /// configuration is stored in the file's metadata.
     pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        crate::atomic::replace_with(path, |tmp| {
+        crate::base::atomic::replace_with(path, |tmp| {
             let mut store = SafetensorsStore::from_file(tmp)
                 .with_to_adapter(BurnToPyTorchAdapter)
                 .with_key_remapping(r"^(down\d_\d|up\d_\d)\.conv\.", "$1.body.0.")

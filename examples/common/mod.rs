@@ -1,9 +1,77 @@
-//! What the examples share: how a training run is shown on the terminal.
+//! What the examples share: how a network is loaded from the command line's options (restore
+//! and evaluate), and how a training run is shown on the terminal (train and campaign).
+
+// each example uses a part of this module
+#![allow(dead_code)]
 
 use std::io::IsTerminal;
+use std::path::Path;
 
-use dppd::train::TrainEvent;
+use burn::prelude::Device;
+use dppd::model::{PromptIrConfig, Restorer, RestorerConfig};
+use dppd::train::{Checkpoint, TrainEvent};
+use dppd::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// The network the options name, and where it came from (for a message). The one rule of the
+/// examples:
+///
+/// 1. no weights: the built-in default network ([`Restorer::pretrained`]);
+/// 2. `config` (a `RestorerConfig` JSON) or `promptir_config` (the official PromptIR
+///    constructor arguments), when given, describe the weights;
+/// 3. otherwise a `.ckpt` that is one of this crate's training checkpoints gives its network;
+/// 4. otherwise the configuration stored in the file (`.bpk`, this crate's `.safetensors`, or
+///    PromptIR arguments in a safetensors file's metadata);
+/// 5. otherwise the official PromptIR default (`.ckpt`/`.pth`/`.safetensors` of the official
+///    code).
+pub fn load_model(
+    weights: Option<&Path>,
+    config: Option<&Path>,
+    promptir_config: Option<&Path>,
+    device: &Device,
+) -> Result<(Restorer, String)> {
+    let Some(weights) = weights else {
+        if config.is_some() || promptir_config.is_some() {
+            return Err(Error::Config(
+                "a configuration describes weights: give the weights file too".into(),
+            ));
+        }
+        return Ok((
+            Restorer::pretrained(device)?,
+            "built-in default weights".into(),
+        ));
+    };
+    let (config, origin) = match (config, promptir_config) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Config(
+                "give a RestorerConfig or PromptIR arguments, not both".into(),
+            ));
+        }
+        (Some(p), None) => (RestorerConfig::load(p)?, format!("{}", p.display())),
+        (None, Some(p)) => (
+            PromptIrConfig::load(p)?.to_restorer()?,
+            format!("{} (PromptIR arguments)", p.display()),
+        ),
+        (None, None) => {
+            let is_ckpt = weights
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("ckpt"));
+            if is_ckpt && let Ok(model) = Checkpoint::load_model(weights, device) {
+                let origin = format!("{} (a training checkpoint)", weights.display());
+                return Ok((model, origin));
+            }
+            match Restorer::config_in_file(weights)? {
+                Some(c) => (c, "stored in the weights file".into()),
+                None => (
+                    RestorerConfig::promptir(),
+                    "official PromptIR default".into(),
+                ),
+            }
+        }
+    };
+    let model = Restorer::load_weights(&config, weights, device)?;
+    Ok((model, format!("{} (config: {origin})", weights.display())))
+}
 
 /// Shows a training run's events on stderr: a progress bar over the steps on a terminal (a
 /// line every `log_interval` steps otherwise), one line per validation, checkpoint skips and

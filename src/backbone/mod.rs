@@ -6,6 +6,8 @@
 //! handful of key remappings.
 
 mod attention;
+#[cfg(test)]
+mod engine_tests;
 mod feed_forward;
 mod layer_norm;
 mod patch_embed;

@@ -681,10 +681,29 @@ pub(crate) fn pointwise_raw(
 mod tests {
     use super::super::engine::from_vec;
     use super::*;
-    use crate::backbone::{conv, depthwise3x3 as dw_conv};
     use crate::test_util::{device, max_abs_diff};
     use burn::module::Param;
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::{Conv2d, Conv2dConfig};
     use burn::tensor::Distribution;
+
+    /// A `k`×`k` convolution with "same" zero padding, as the backbone builds them.
+    fn conv(c_in: usize, c_out: usize, k: usize, bias: bool, device: &Device) -> Conv2d {
+        let p = k / 2;
+        Conv2dConfig::new([c_in, c_out], [k, k])
+            .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+            .with_bias(bias)
+            .init(device)
+    }
+
+    /// A depthwise 3×3 convolution with zero padding 1.
+    fn dw_conv(channels: usize, bias: bool, device: &Device) -> Conv2d {
+        Conv2dConfig::new([channels, channels], [3, 3])
+            .with_groups(channels)
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .with_bias(bias)
+            .init(device)
+    }
 
     #[test]
     fn the_fast_erf_matches_the_exact_one() {

@@ -11,17 +11,16 @@
 
 mod augment;
 mod dataset;
-mod image;
-pub mod io;
+pub use crate::base::io;
 mod layout;
 mod loader;
 
+pub use crate::base::image::{Image, images_to_tensor, labels_to_tensor, tensor_to_images};
 pub use augment::{Dihedral, random_crop_origin};
 pub use dataset::{
     Augment, Entry, MixItem, Mode, RestoreDataset, Sample, Source, TaskMix, balance, list_images,
     promptir_weights, synthetic_entries,
 };
-pub use image::{Image, images_to_tensor, labels_to_tensor, tensor_to_images};
 pub use io::{
     FileFormat, ImageInfo, PixelFormat, read_depth, read_image, read_image_with_info, write_image,
     write_image_as, write_image_with_quality,

@@ -3,7 +3,7 @@
 use rand::Rng;
 
 use super::{Degradation, DepthMap};
-use crate::data::Image;
+use crate::base::image::Image;
 
 /// A composite degradation: its stages are applied one after another in the fixed order of
 /// [`Degradation::stage_rank`] — low light → haze → rain → motion blur → defocus → noise →

@@ -3,8 +3,8 @@
 use rand::Rng;
 
 use super::kernel::Kernel;
-use super::rng::uniform;
-use crate::data::Image;
+use crate::base::image::Image;
+use crate::base::rng::uniform;
 
 /// Defocus blur: the image convolved with a uniform disk (the thin-lens circle of confusion)
 /// of radius `r ~ U(radius)` pixels, anti-aliased at the rim; borders replicated.

@@ -2,11 +2,11 @@
 
 use rand::Rng;
 
-use super::rng::rng_from_seed;
 use super::{
     Composite, DefocusBlur, DepthMap, GaussianNoise, Haze, Jpeg, LowLight, MotionBlur, Rain,
 };
-use crate::data::Image;
+use crate::base::image::Image;
+use crate::base::rng::rng_from_seed;
 
 /// Any degradation of this module, with its parameters.
 ///

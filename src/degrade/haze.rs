@@ -3,8 +3,8 @@
 use rand::Rng;
 
 use super::DepthMap;
-use super::rng::uniform;
-use crate::data::Image;
+use crate::base::image::Image;
+use crate::base::rng::uniform;
 
 /// Haze: `I = J·t + A·(1 − t)`, transmission `t = exp(−β·d)`, with `d ∈ [0, 1]` the relative
 /// depth, `A` a grey airlight and `β` the scattering coefficient per unit of relative depth.

@@ -2,8 +2,8 @@
 
 use rand::Rng;
 
-use crate::data::Image;
-use crate::data::io::encode;
+use crate::base::image::Image;
+use crate::base::io::encode;
 
 /// JPEG compression: the image is encoded by the `image` crate's baseline JPEG encoder at
 /// quality `q ~ U{quality.0 ..= quality.1}` (4:2:0 chroma subsampling) and decoded again, giving

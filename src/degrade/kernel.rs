@@ -1,6 +1,6 @@
 //! Small 2-D kernels (line, disk) and a sparse convolution with replicated borders.
 
-use crate::data::Image;
+use crate::base::image::Image;
 
 /// A kernel as a list of non-zero taps `(dx, dy, weight)` around its centre.
 #[derive(Clone, Debug, PartialEq)]

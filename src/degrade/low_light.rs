@@ -2,8 +2,8 @@
 
 use rand::Rng;
 
-use super::rng::{normal, poisson, uniform};
-use crate::data::Image;
+use crate::base::image::Image;
+use crate::base::rng::{normal, poisson, uniform};
 
 /// Low light: darkening by a gain and a gamma, then Poisson–Gaussian sensor noise, then 8 bits.
 ///

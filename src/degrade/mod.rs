@@ -9,7 +9,6 @@
 mod composite;
 mod defocus;
 mod degradation;
-mod depth;
 mod haze;
 mod jpeg;
 pub(crate) mod kernel;
@@ -17,20 +16,19 @@ mod low_light;
 mod motion_blur;
 mod noise;
 mod rain;
-mod rng;
 mod task;
 
+pub use crate::base::depth::DepthMap;
+pub use crate::base::rng::{DegradeRng, derive_seed, name_hash, rng_from_seed};
 pub use composite::Composite;
 pub use defocus::DefocusBlur;
 pub use degradation::Degradation;
-pub use depth::DepthMap;
 pub use haze::{Haze, depth_proxy};
 pub use jpeg::Jpeg;
 pub use low_light::LowLight;
 pub use motion_blur::MotionBlur;
 pub use noise::{GaussianNoise, Quantization, Sigma};
 pub use rain::Rain;
-pub use rng::{DegradeRng, derive_seed, name_hash, rng_from_seed};
 pub use task::Task;
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 use rand::Rng;
 
 use super::kernel::Kernel;
-use super::rng::uniform;
-use crate::data::Image;
+use crate::base::image::Image;
+use crate::base::rng::uniform;
 
 /// Linear motion blur: the image convolved with a normalised, anti-aliased line of length
 /// `L ~ U(length)` pixels (1 px wide) at angle `θ ~ U(angle)` degrees (0° horizontal, counter-

@@ -2,8 +2,8 @@
 
 use rand::Rng;
 
-use super::rng::{fill_normal, uniform};
-use crate::data::Image;
+use crate::base::image::Image;
+use crate::base::rng::{fill_normal, uniform};
 
 /// How noisy values are stored after the noise is added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

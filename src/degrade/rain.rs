@@ -3,8 +3,8 @@
 use rand::Rng;
 
 use super::kernel::Kernel;
-use super::rng::uniform;
-use crate::data::Image;
+use crate::base::image::Image;
+use crate::base::rng::uniform;
 
 /// Rain streaks: sparse random seeds smeared by a tilted line (motion) kernel, screen-blended
 /// onto the image.

@@ -1,7 +1,7 @@
 //! Statistical and behavioural checks of the degradations (small images, fixed seeds).
 
 use super::*;
-use crate::data::Image;
+use crate::base::image::Image;
 
 fn grey(w: usize, h: usize, v: f32) -> Image {
     Image::filled(w, h, [v, v, v])

@@ -14,7 +14,7 @@
 //!
 //! Everything is computed in `f64`.
 
-use crate::data::Image;
+use crate::base::image::Image;
 use crate::{Error, Result};
 
 /// SSIM window side (skimage's default `win_size`).

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::data::Image;
+use crate::base::image::Image;
 use crate::degrade::Task;
 
 /// Sums of the scores of one task.

@@ -101,6 +101,22 @@ pub struct Restorer {
     config: RestorerConfig,
 }
 
+/// A prompt site: 1 (after decoder level 2), 2 (after decoder level 3), 3 (the bottleneck).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SiteIndex {
+    One = 1,
+    Two = 2,
+    Three = 3,
+}
+
+/// The modules of one prompt site (see [`Restorer::site_modules`]).
+struct SiteModules<'a> {
+    prompt: Option<&'a PromptGenBlock>,
+    dppd: Option<&'a DppdPrompt>,
+    fuse: Option<&'a TransformerBlock>,
+    reduce: Option<&'a Conv2d>,
+}
+
 fn blocks(n: usize, tb: &TransformerBlockConfig, device: &Device) -> Vec<TransformerBlock> {
     (0..n).map(|_| tb.init(device)).collect()
 }
@@ -261,44 +277,54 @@ impl Restorer {
         }
     }
 
-    /// Prompt site `k` (1, 2 or 3) applied to `x`; the identity when the site is empty.
+    /// The modules of prompt site `k` (1, 2 or 3): PromptIR's static prompt or the DPPD
+    /// module, and the fusion block and its reduction. Their fields keep PromptIR's names, so
+    /// that the official checkpoints and every file this crate wrote load unchanged.
+    fn site_modules(&self, k: SiteIndex) -> SiteModules<'_> {
+        match k {
+            SiteIndex::One => SiteModules {
+                prompt: self.prompt1.as_ref(),
+                dppd: self.dppd1.as_ref(),
+                fuse: self.noise_level1.as_ref(),
+                reduce: self.reduce_noise_level1.as_ref(),
+            },
+            SiteIndex::Two => SiteModules {
+                prompt: self.prompt2.as_ref(),
+                dppd: self.dppd2.as_ref(),
+                fuse: self.noise_level2.as_ref(),
+                reduce: self.reduce_noise_level2.as_ref(),
+            },
+            SiteIndex::Three => SiteModules {
+                prompt: self.prompt3.as_ref(),
+                dppd: self.dppd3.as_ref(),
+                fuse: self.noise_level3.as_ref(),
+                reduce: self.reduce_noise_level3.as_ref(),
+            },
+        }
+    }
+
+    /// Prompt site `k` applied to `x`; the identity when the site is empty.
     fn site(
         &self,
-        k: usize,
+        k: SiteIndex,
         x: Tensor<4>,
         sampling: Option<PromptSampling>,
         sites: &mut Vec<SiteOutput>,
     ) -> Tensor<4> {
-        let (prompt, dppd, fuse, reduce) = match k {
-            1 => (
-                &self.prompt1,
-                &self.dppd1,
-                &self.noise_level1,
-                &self.reduce_noise_level1,
-            ),
-            2 => (
-                &self.prompt2,
-                &self.dppd2,
-                &self.noise_level2,
-                &self.reduce_noise_level2,
-            ),
-            _ => (
-                &self.prompt3,
-                &self.dppd3,
-                &self.noise_level3,
-                &self.reduce_noise_level3,
-            ),
-        };
-        let y = match (prompt, dppd) {
+        let m = self.site_modules(k);
+        let y = match (m.prompt, m.dppd) {
             (Some(p), _) => p.forward(x.clone()),
-            (None, Some(m)) => {
-                let (y, aux) = m.forward(x.clone(), sampling);
-                sites.push(SiteOutput { site: k, aux });
+            (None, Some(d)) => {
+                let (y, aux) = d.forward(x.clone(), sampling);
+                sites.push(SiteOutput {
+                    site: k as usize,
+                    aux,
+                });
                 y
             }
             (None, None) => return x,
         };
-        match (fuse, reduce) {
+        match (m.fuse, m.reduce) {
             (Some(f), Some(r)) => conv1x1(r, f.forward(Tensor::cat(vec![x, y], 1))),
             _ => y,
         }
@@ -316,15 +342,15 @@ impl Restorer {
         let e3 = run(&self.encoder_level3, self.down2_3.forward(e2.clone()));
         let lat = run(&self.latent, self.down3_4.forward(e3.clone()));
 
-        let lat = self.site(3, lat, sampling, sites);
+        let lat = self.site(SiteIndex::Three, lat, sampling, sites);
         let d3 = Tensor::cat(vec![self.up4_3.forward(lat), e3], 1);
         let d3 = run(&self.decoder_level3, conv1x1(&self.reduce_chan_level3, d3));
 
-        let d3 = self.site(2, d3, sampling, sites);
+        let d3 = self.site(SiteIndex::Two, d3, sampling, sites);
         let d2 = Tensor::cat(vec![self.up3_2.forward(d3), e2], 1);
         let d2 = run(&self.decoder_level2, conv1x1(&self.reduce_chan_level2, d2));
 
-        let d2 = self.site(1, d2, sampling, sites);
+        let d2 = self.site(SiteIndex::One, d2, sampling, sites);
         let d1 = Tensor::cat(vec![self.up2_1.forward(d2), e1], 1);
         let d1 = run(&self.refinement, run(&self.decoder_level1, d1));
 

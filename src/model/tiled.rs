@@ -4,7 +4,7 @@
 use burn::prelude::*;
 
 use super::{Restorer, RestorerConfig};
-use crate::data::Image;
+use crate::base::image::Image;
 use crate::{Error, Result};
 
 /// How to cut an image into tiles.

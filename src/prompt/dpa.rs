@@ -11,6 +11,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{gelu, softmax};
 
 use crate::backbone::l2_normalize_last;
+use crate::base::rng::SplitMix64;
 
 /// Configuration of a [`Dpa`] block.
 #[derive(Config, Debug)]
@@ -81,28 +82,6 @@ impl DpaConfig {
             temperature: self.temperature,
             hard: self.hard,
         }
-    }
-}
-
-/// SplitMix64: a tiny, portable generator, so prototypes never change across versions.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in (0, 1].
-    fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    }
-    /// Standard normal by Box–Muller.
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
     }
 }
 

@@ -29,6 +29,7 @@ use burn::tensor::{Bytes, DType};
 use serde::{Deserialize, Serialize};
 
 use super::ExperimentConfig;
+use crate::base::rng::{FNV_OFFSET, fnv1a};
 use crate::model::{Restorer, RestorerConfig};
 use crate::{Error, Result};
 
@@ -70,15 +71,6 @@ pub struct Checkpoint {
     /// The optimiser with its state.
     pub optimizer: ModuleOptimizer,
 }
-
-fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
@@ -128,7 +120,7 @@ pub fn save(
     model: &Restorer,
     optimizer: &ModuleOptimizer,
 ) -> Result<()> {
-    crate::atomic::write_bytes(path, &encode(state, model, optimizer)?)
+    crate::base::atomic::write_bytes(path, &encode(state, model, optimizer)?)
 }
 
 /// The three verified sections of a checkpoint file.
@@ -383,16 +375,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("dppd-ckpt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.ckpt");
-        crate::atomic::write_bytes(&path, &bytes).unwrap();
+        crate::base::atomic::write_bytes(&path, &bytes).unwrap();
         assert_eq!(read_state(&path).unwrap(), state);
         let loaded = Checkpoint::load_model(&path, &device).unwrap();
         assert_eq!(loaded.num_params(), model.num_params());
         let mut bad = bytes.clone();
         bad[bytes.len() / 2] ^= 1;
-        crate::atomic::write_bytes(&path, &bad).unwrap();
+        crate::base::atomic::write_bytes(&path, &bad).unwrap();
         let err = read_state(&path).unwrap_err().to_string();
         assert!(err.contains("checksum"), "{err}");
-        crate::atomic::write_bytes(&path, &bytes[..bytes.len() - 100]).unwrap();
+        crate::base::atomic::write_bytes(&path, &bytes[..bytes.len() - 100]).unwrap();
         assert!(read_state(&path).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -4,6 +4,8 @@
 
 pub mod checkpoint;
 mod config;
+#[cfg(all(test, feature = "flex"))]
+mod engine_tests;
 mod loss;
 mod parallel;
 pub mod plot;

@@ -181,7 +181,7 @@ pub fn draw_run(run_dir: &Path) -> Result<()> {
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    crate::atomic::write_bytes(&path, &bytes)
+    crate::base::atomic::write_bytes(&path, &bytes)
 }
 
 /// A task's validation curve: `(step, PSNR, input PSNR)` points.

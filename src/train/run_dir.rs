@@ -243,7 +243,7 @@ fn rewrite<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
     let bytes = w
         .into_inner()
         .map_err(|e| Error::Training(format!("{}: {e}", path.display())))?;
-    crate::atomic::write_bytes(path, &bytes)
+    crate::base::atomic::write_bytes(path, &bytes)
 }
 
 fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {

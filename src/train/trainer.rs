@@ -379,7 +379,7 @@ pub fn train_with(
         run.clear_logs();
         let json =
             serde_json::to_string_pretty(&config).map_err(|e| Error::Config(e.to_string()))?;
-        crate::atomic::write_bytes(&run.config(), json.as_bytes())?;
+        crate::base::atomic::write_bytes(&run.config(), json.as_bytes())?;
     }
     events(TrainEvent::Started {
         from: start,

@@ -1,4 +1,7 @@
-//! Seeded random numbers shared by the degradations.
+//! Seeded randomness, in one place: the stream generator ([`DegradeRng`], ChaCha8: crops,
+//! degradations, data order), the seed mixer and small generator ([`SplitMix64`]:
+//! [`derive_seed`], the fixed DPA prototypes), one normal sampler ([`box_muller`]) and one
+//! hash ([`fnv1a`]: seeds from names, checkpoint checksums).
 
 use rand::{Rng, SeedableRng};
 
@@ -22,40 +25,82 @@ pub fn derive_seed(base: u64, parts: &[u64]) -> u64 {
     h
 }
 
-/// A stable 64-bit hash of a string (FNV-1a), for seeds derived from file names.
-pub fn name_hash(name: &str) -> u64 {
-    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
-    for b in name.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01B3);
+/// The FNV-1a 64 offset basis: the start value of [`fnv1a`].
+pub(crate) const FNV_OFFSET: u64 = 0xCBF2_9CE4_8422_2325;
+
+/// FNV-1a 64 of `bytes`, continuing from `h` ([`FNV_OFFSET`] to start).
+pub(crate) fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01B3);
     }
     h
 }
 
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// A stable 64-bit hash of a string (FNV-1a), for seeds derived from file names.
+pub fn name_hash(name: &str) -> u64 {
+    fnv1a(name.as_bytes(), FNV_OFFSET)
+}
+
+/// SplitMix64 (Steele, Lea and Flood 2014): a tiny generator whose stream is fixed by its
+/// definition, for values that must never change across versions (the DPA prototypes), and
+/// the mixer of [`derive_seed`].
+pub(crate) struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1].
+    pub(crate) fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    }
+
+    /// One standard normal sample ([`box_muller`], the first of the pair).
+    pub(crate) fn normal(&mut self) -> f64 {
+        let (u1, u2) = (self.uniform(), self.uniform());
+        box_muller(u1, u2).0
+    }
+}
+
+/// SplitMix64's output for the state before `z` (one step from state `z`).
+fn splitmix(z: u64) -> u64 {
+    SplitMix64(z).next_u64()
+}
+
+/// The Box–Muller transform: two independent standard normal samples from `u1` in (0, 1] and
+/// `u2` in [0, 1).
+pub(crate) fn box_muller(u1: f64, u2: f64) -> (f64, f64) {
+    let r = (-2.0 * u1.ln()).sqrt();
+    let (s, c) = (std::f64::consts::TAU * u2).sin_cos();
+    (r * c, r * s)
+}
+
+/// Two uniforms of `rng` for [`box_muller`].
+fn uniforms<R: Rng + ?Sized>(rng: &mut R) -> (f64, f64) {
+    let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
+    (u1, rng.random::<f64>())
 }
 
 /// One standard normal sample (Box–Muller; uses two uniforms, discards the second normal).
 pub(crate) fn normal<R: Rng + ?Sized>(rng: &mut R) -> f32 {
-    let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
-    let u2: f64 = rng.random::<f64>();
-    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    let (u1, u2) = uniforms(rng);
+    box_muller(u1, u2).0 as f32
 }
 
 /// Fills `out` with standard normal samples (Box–Muller, both normals of each pair used).
 pub(crate) fn fill_normal<R: Rng + ?Sized>(rng: &mut R, out: &mut [f32]) {
     let mut chunks = out.chunks_exact_mut(2);
     for pair in &mut chunks {
-        let u1: f64 = 1.0 - rng.random::<f64>();
-        let u2: f64 = rng.random::<f64>();
-        let r = (-2.0 * u1.ln()).sqrt();
-        let (s, c) = (std::f64::consts::TAU * u2).sin_cos();
-        pair[0] = (r * c) as f32;
-        pair[1] = (r * s) as f32;
+        let (u1, u2) = uniforms(rng);
+        let (a, b) = box_muller(u1, u2);
+        pair[0] = a as f32;
+        pair[1] = b as f32;
     }
     for v in chunks.into_remainder() {
         *v = normal(rng);

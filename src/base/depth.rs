@@ -1,6 +1,6 @@
 //! Depth maps for the haze model.
 
-use crate::{Error, Result};
+use super::error::{Error, Result};
 
 /// A per-pixel depth map (row-major, `width × height`), in any unit (metres, millimetres,
 /// arbitrary): the haze model only uses relative depth. Non-finite or non-positive values mean

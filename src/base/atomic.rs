@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::{Error, Result};
+use super::error::{Error, Result};
 
 /// A fresh temporary sibling of `path`: `.NAME.tmp-PID-N` in the same directory, so the final
 /// rename stays on one file system.

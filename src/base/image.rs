@@ -2,14 +2,14 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::{Error, Result};
+use super::error::{Error, Result};
 
 /// An RGB image on the CPU: planar (channel-major, `C×H×W`) `f32` samples, nominally in `[0, 1]`.
 ///
 /// `data[c * width * height + y * width + x]` is channel `c` (0 = red, 1 = green, 2 = blue) of
 /// the pixel in column `x`, row `y`. This is the layout of one item of a `B×3×H×W` tensor, so
 /// conversion to a tensor is a copy without reordering. Values may leave `[0, 1]` in
-/// intermediate results; [`write_image`](super::write_image) clamps.
+/// intermediate results; [`write_image`](super::io::write_image) clamps.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Image {
     /// Width in pixels.

@@ -25,9 +25,9 @@ use image::{
     Rgb,
 };
 
-use super::Image;
-use crate::degrade::DepthMap;
-use crate::{Error, Result};
+use super::depth::DepthMap;
+use super::error::{Error, Result};
+use super::image::Image;
 
 /// The largest pixel count (`width · height`) [`read_image`] accepts: 200 megapixels (the
 /// planar `f32` [`Image`] of such a file takes 2.4 GB). There is no limit per side.
@@ -352,7 +352,7 @@ fn decode(path: &Path, read_limits: ReadLimits) -> Result<Decoded> {
     limits.max_alloc = Some(read_limits.max_decode_bytes);
     let mut reader = ImageReader::with_format(Cursor::new(&bytes[..]), format.image_format());
     reader.limits(limits);
-    let mut decoder = crate::panic_guard::contain(|| reader.into_decoder())
+    let mut decoder = super::panic_guard::contain(|| reader.into_decoder())
         .map_err(crashed)?
         .map_err(fail)?;
     let (w, h) = decoder.dimensions();
@@ -378,11 +378,11 @@ fn decode(path: &Path, read_limits: ReadLimits) -> Result<Decoded> {
         ));
     }
     // A damaged EXIF block does not make the pixels unreadable: it counts as upright.
-    let orientation = crate::panic_guard::contain(|| decoder.orientation())
+    let orientation = super::panic_guard::contain(|| decoder.orientation())
         .map_err(crashed)?
         .unwrap_or(Orientation::NoTransforms);
     let color = decoder.color_type();
-    let image = crate::panic_guard::contain(|| DynamicImage::from_decoder(decoder))
+    let image = super::panic_guard::contain(|| DynamicImage::from_decoder(decoder))
         .map_err(crashed)?
         .map_err(fail)?;
     if (image.width(), image.height()) != (w, h) {
@@ -565,7 +565,7 @@ pub fn write_image_as_with_quality(
     }
     let bytes =
         encode_as(image, format, pixel, quality).map_err(|reason| image_err(path, reason))?;
-    crate::atomic::write_bytes(path, &bytes)
+    super::atomic::write_bytes(path, &bytes)
 }
 
 /// The format an output path's extension names; an error for any other extension, so that
