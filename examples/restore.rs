@@ -28,6 +28,8 @@
 //! - `--tile N [--overlap M]`: restore in N×N tiles (N a multiple of 8) cross-faded over M
 //!   pixels (default N/8); without `--tile`, tiles are chosen automatically when the image
 //!   would not fit `--memory-budget MB` (default 2048);
+//! - `--restore-clean`: restore in full even what the network recognises as clean (by
+//!   default the change made is scaled by 1 − p(clean): `RestoreOptions::keep_clean`);
 //! - `--in-place`: allow OUTPUT to be INPUT (`restore photo.png photo.png --in-place`, or a
 //!   folder onto itself): each original is replaced, atomically, by its restoration.
 
@@ -95,6 +97,10 @@ struct Args {
     /// atomically, by its restoration.
     #[arg(long)]
     in_place: bool,
+    /// Restore in full even what the network recognises as clean (by default the change made
+    /// to an image is scaled by 1 − p(clean), so a clean photo comes back nearly unchanged).
+    #[arg(long)]
+    restore_clean: bool,
 }
 
 /// A progress bar over one image's tiles on standard error (indicatif: drawn only on a
@@ -173,6 +179,7 @@ fn run(a: Args) -> Result<usize> {
         memory_budget: a.budget_mb << 20,
         samples: a.samples as usize,
         in_place: a.in_place,
+        keep_clean: !a.restore_clean,
     };
     // A bad single input, or an output that would replace an input, is reported before the
     // network is loaded.

@@ -45,6 +45,12 @@ pub struct RestoreOptions {
     /// [`restore_folder`] refuse with [`Error::Refused`] and leave the input untouched). Even
     /// then the input is replaced atomically, only once its restoration is complete.
     pub in_place: bool,
+    /// Keep what the network recognises as clean (default `true`): for a network with a
+    /// prototype named `clean`, the change the restoration makes to the input is scaled by
+    /// `1 − p(clean)`, so a photo with no degradation comes back (nearly) unchanged and a
+    /// degraded one is restored in full. No effect on networks without such a prototype.
+    /// The project's choice, not the paper's (`docs/dppd.md`).
+    pub keep_clean: bool,
 }
 
 impl Default for RestoreOptions {
@@ -54,6 +60,7 @@ impl Default for RestoreOptions {
             memory_budget: 2 << 30,
             samples: 1,
             in_place: false,
+            keep_clean: true,
         }
     }
 }
@@ -79,6 +86,36 @@ impl Restorer {
     /// Restores one image (see [`RestoreOptions`]). `progress(done, total)` is called after
     /// every tile (once, `(1, 1)`, without tiling).
     pub fn restore_image(
+        &self,
+        image: &Image,
+        options: &RestoreOptions,
+        device: &Device,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Restoration> {
+        let mut r = self.restore_unguarded(image, options, device, progress)?;
+        if !options.keep_clean {
+            return Ok(r);
+        }
+        let p_clean = r.degradation.as_ref().and_then(|d| {
+            d.all
+                .iter()
+                .find(|(name, _)| name == "clean")
+                .map(|&(_, p)| p)
+        });
+        if let Some(p) = p_clean.filter(|p| *p > 0.0) {
+            let keep = 1.0 - p.clamp(0.0, 1.0);
+            for (out, &inp) in r.image.data.iter_mut().zip(&image.data) {
+                *out = inp + keep * (*out - inp);
+            }
+            if let Some(u) = &mut r.uncertainty {
+                u.data.iter_mut().for_each(|v| *v *= keep);
+            }
+        }
+        Ok(r)
+    }
+
+    /// [`restore_image`](Self::restore_image) without [`RestoreOptions::keep_clean`].
+    fn restore_unguarded(
         &self,
         image: &Image,
         options: &RestoreOptions,

@@ -321,6 +321,59 @@ fn the_default_weights_denoise_a_photograph_they_never_saw() {
     assert_eq!(d.name, "noise", "{d:?}");
 }
 
+/// `keep_clean` (on by default): the change a network with a `clean` prototype makes to an
+/// image is scaled by `1 − p(clean)`, the probability it reports; off, the restoration is the
+/// network's own.
+#[test]
+fn what_the_network_sees_as_clean_is_kept() {
+    let device = Device::flex();
+    let model = Restorer::pretrained(&device).unwrap();
+    let input = photo("coffee.png").crop(40, 20, 160, 128).unwrap();
+    let raw = model
+        .restore_image(
+            &input,
+            &RestoreOptions {
+                keep_clean: false,
+                ..RestoreOptions::default()
+            },
+            &device,
+            |_, _| {},
+        )
+        .unwrap();
+    let kept = model
+        .restore_image(&input, &RestoreOptions::default(), &device, |_, _| {})
+        .unwrap();
+    let d = kept.degradation.clone().unwrap();
+    assert_eq!(raw.degradation, kept.degradation);
+    let p = d
+        .all
+        .iter()
+        .find(|(n, _)| n == "clean")
+        .map(|&(_, p)| p)
+        .expect("the built-in network has a clean prototype");
+    assert!(p > 0.0 && p <= 1.0, "{d:?}");
+    let worst = kept
+        .image
+        .data
+        .iter()
+        .zip(&raw.image.data)
+        .zip(&input.data)
+        .map(|((k, r), x)| (k - (x + (1.0 - p) * (r - x))).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst < 1e-5,
+        "kept = input + (1 − p)(restored − input): {worst}"
+    );
+    let (pr, pk) = (
+        psnr(&raw.image, &input).unwrap(),
+        psnr(&kept.image, &input).unwrap(),
+    );
+    assert!(
+        pk >= pr,
+        "closer to the input: {pr:.2} → {pk:.2} dB (p = {p:.3})"
+    );
+}
+
 /// Tiles blended with the default overlap give the whole-image result within 0.05 dB on a
 /// photograph, and an uncertainty map is produced through tiles too.
 #[test]
