@@ -13,35 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use burn::prelude::*;
-use dppd::train::{TrainOptions, list_checkpoints, train};
+use dppd::train::{list_checkpoints, train};
 
 const STEPS: u64 = 10;
 const RUN_ENV: &str = "DPPD_KILL_CHILD_RUN";
 const DATA_ENV: &str = "DPPD_KILL_CHILD_DATA";
-
-fn opts(run: &Path, data: &Path, resume: bool) -> TrainOptions {
-    TrainOptions {
-        data_root: Some(data.to_path_buf()),
-        resume,
-        ..TrainOptions::new(run, Device::flex())
-    }
-}
-
-/// The train log without its timing column.
-fn csv_rows(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            let mut f: Vec<&str> = l.split(',').collect();
-            if f.len() == 8 {
-                f.pop();
-            }
-            f.join(",")
-        })
-        .collect()
-}
 
 /// The child: trains the run named by the environment, resuming when it has checkpoints.
 #[test]
@@ -53,7 +29,11 @@ fn child_training_run() {
     let run = PathBuf::from(run);
     let resume = !list_checkpoints(&run.join("checkpoints")).is_empty();
     let config = common::train::tiny_config(STEPS);
-    train(config, &opts(&run, Path::new(&data), resume)).unwrap();
+    train(
+        config,
+        &common::train::opts(&run, Path::new(&data), resume, None),
+    )
+    .unwrap();
 }
 
 /// xorshift64*: enough randomness for kill delays.
@@ -77,7 +57,7 @@ fn killed_training_resumes_to_the_same_losses() {
     // the reference: uninterrupted, in this process
     let started = Instant::now();
     let reference = dir.join("uninterrupted");
-    let full = train(config, &opts(&reference, &data, false)).unwrap();
+    let full = train(config, &common::train::opts(&reference, &data, false, None)).unwrap();
     assert_eq!(full.step, STEPS);
     let run_time = started.elapsed();
 
@@ -132,7 +112,7 @@ fn killed_training_resumes_to_the_same_losses() {
                 || std::fs::metadata(&log)
                     .and_then(|m| m.modified())
                     .is_ok_and(|t| t > spawned)
-                    && csv_rows(&log).len() > point as usize
+                    && common::train::csv_rows(&log).len() > point as usize
         };
         let mut finished = None;
         while !reached() {
@@ -162,7 +142,7 @@ fn killed_training_resumes_to_the_same_losses() {
             use std::os::unix::process::ExitStatusExt;
             assert_eq!(status.signal(), Some(9), "child {attempt}: {status}");
         }
-        let logged = csv_rows(&log).len().saturating_sub(1);
+        let logged = common::train::csv_rows(&log).len().saturating_sub(1);
         kills.push((point, extra.as_millis(), logged));
     }
     let out = spawn().wait_with_output().unwrap();
@@ -174,14 +154,14 @@ fn killed_training_resumes_to_the_same_losses() {
     println!("killed at (step reached, ms after it, steps logged): {kills:?}");
     assert!(!kills.is_empty(), "no child was killed");
     assert_eq!(
-        csv_rows(&reference.join("train.csv")),
-        csv_rows(&killed.join("train.csv")),
+        common::train::csv_rows(&reference.join("train.csv")),
+        common::train::csv_rows(&killed.join("train.csv")),
         "losses after {} kills differ from the uninterrupted run's",
         kills.len()
     );
     assert_eq!(
-        csv_rows(&reference.join("val.csv")),
-        csv_rows(&killed.join("val.csv"))
+        common::train::csv_rows(&reference.join("val.csv")),
+        common::train::csv_rows(&killed.join("val.csv"))
     );
     assert!(killed.join("final.bpk").is_file());
     let _ = std::fs::remove_dir_all(&dir);

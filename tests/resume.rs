@@ -6,34 +6,7 @@
 
 mod common;
 
-use std::path::Path;
-
-use burn::prelude::*;
-use dppd::train::{TrainOptions, list_checkpoints, train};
-
-fn opts(run: &Path, data: &Path, resume: bool, stop_at: Option<u64>) -> TrainOptions {
-    TrainOptions {
-        data_root: Some(data.to_path_buf()),
-        resume,
-        stop_at,
-        ..TrainOptions::new(run, Device::flex())
-    }
-}
-
-fn csv_rows(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            // drop the throughput column (a timing), keep everything else
-            let mut f: Vec<&str> = l.split(',').collect();
-            if f.len() == 8 {
-                f.pop();
-            }
-            f.join(",")
-        })
-        .collect()
-}
+use dppd::train::{list_checkpoints, train};
 
 #[test]
 fn resumed_run_repeats_the_uninterrupted_losses() {
@@ -42,13 +15,17 @@ fn resumed_run_repeats_the_uninterrupted_losses() {
     let config = common::train::tiny_config(6);
 
     let (a, b) = (dir.join("a"), dir.join("b"));
-    let full = train(config.clone(), &opts(&a, &data, false, None)).unwrap();
+    let full = train(config.clone(), &common::train::opts(&a, &data, false, None)).unwrap();
     assert_eq!(full.step, 6);
     assert_eq!(full.losses.len(), 6);
     assert!(full.losses.iter().all(|(_, l)| l.is_finite() && *l > 0.0));
 
     // "killed" after step 5: checkpoints at 2 and 4 exist, step 5 is lost
-    let killed = train(config.clone(), &opts(&b, &data, false, Some(5))).unwrap();
+    let killed = train(
+        config.clone(),
+        &common::train::opts(&b, &data, false, Some(5)),
+    )
+    .unwrap();
     assert_eq!(killed.step, 5);
     let steps: Vec<u64> = list_checkpoints(&b.join("checkpoints"))
         .iter()
@@ -59,7 +36,7 @@ fn resumed_run_repeats_the_uninterrupted_losses() {
     assert_eq!(killed.losses, full.losses[..5]);
 
     // a fresh start into a run folder with checkpoints is refused
-    let err = train(config.clone(), &opts(&b, &data, false, None)).unwrap_err();
+    let err = train(config.clone(), &common::train::opts(&b, &data, false, None)).unwrap_err();
     assert!(
         err.to_string().contains("already holds checkpoints"),
         "{err}"
@@ -67,7 +44,7 @@ fn resumed_run_repeats_the_uninterrupted_losses() {
     // so is a resume with another configuration
     let mut other = config.clone();
     other.optimizer.lr = 5e-4;
-    let err = train(other, &opts(&b, &data, true, None)).unwrap_err();
+    let err = train(other, &common::train::opts(&b, &data, true, None)).unwrap_err();
     assert!(err.to_string().contains("another configuration"), "{err}");
 
     // the newest checkpoint is damaged (say, by the disk): resumption falls back to step 2
@@ -77,15 +54,18 @@ fn resumed_run_repeats_the_uninterrupted_losses() {
     bytes[at] ^= 0x40;
     std::fs::write(&newest, bytes).unwrap();
 
-    let resumed = train(config, &opts(&b, &data, true, None)).unwrap();
+    let resumed = train(config, &common::train::opts(&b, &data, true, None)).unwrap();
     assert_eq!(resumed.step, 6);
     assert_eq!(resumed.losses, full.losses[2..], "resumed losses differ");
     // the logs are the uninterrupted run's, the lost step 5 written once
     assert_eq!(
-        csv_rows(&a.join("train.csv")),
-        csv_rows(&b.join("train.csv"))
+        common::train::csv_rows(&a.join("train.csv")),
+        common::train::csv_rows(&b.join("train.csv"))
     );
-    assert_eq!(csv_rows(&a.join("val.csv")), csv_rows(&b.join("val.csv")));
+    assert_eq!(
+        common::train::csv_rows(&a.join("val.csv")),
+        common::train::csv_rows(&b.join("val.csv"))
+    );
     let steps: Vec<u64> = list_checkpoints(&b.join("checkpoints"))
         .iter()
         .map(|c| c.0)

@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::prelude::Device;
 use dppd::data::{Image, write_image};
-use dppd::train::ExperimentConfig;
+use dppd::train::{ExperimentConfig, TrainOptions};
 
 /// A fresh temporary folder for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
@@ -53,4 +54,30 @@ pub fn tiny_config(steps: u64) -> ExperimentConfig {
         }}"#
     ))
     .unwrap()
+}
+
+/// Options for a run in `run` on flex with data from `data`.
+pub fn opts(run: &Path, data: &Path, resume: bool, stop_at: Option<u64>) -> TrainOptions {
+    TrainOptions {
+        data_root: Some(data.to_path_buf()),
+        resume,
+        stop_at,
+        ..TrainOptions::new(run, Device::flex())
+    }
+}
+
+/// The rows of a run's CSV log without the throughput column (a timing); none if it is
+/// absent.
+pub fn csv_rows(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            if f.len() == 8 {
+                f.pop();
+            }
+            f.join(",")
+        })
+        .collect()
 }
