@@ -46,10 +46,11 @@ pub struct RestoreOptions {
     /// then the input is replaced atomically, only once its restoration is complete.
     pub in_place: bool,
     /// Keep what the network recognises as clean (default `true`): for a network with a
-    /// prototype named `clean`, the change the restoration makes to the input is scaled by
-    /// `1 − p(clean)`, so a photo with no degradation comes back (nearly) unchanged and a
-    /// degraded one is restored in full. No effect on networks without such a prototype.
-    /// The project's choice, not the paper's (`docs/dppd.md`).
+    /// prototype named `clean`, an image whose most probable degradation is `clean` comes
+    /// back unchanged, and the change the restoration makes to any other image is scaled by
+    /// `1 − p(clean)` (a degraded image, p(clean) ≈ 0, is restored in full). No effect on
+    /// networks without such a prototype. The project's choice, not the paper's
+    /// (`docs/dppd.md`).
     pub keep_clean: bool,
 }
 
@@ -96,20 +97,14 @@ impl Restorer {
         if !options.keep_clean {
             return Ok(r);
         }
-        let p_clean = r.degradation.as_ref().and_then(|d| {
-            d.all
-                .iter()
-                .find(|(name, _)| name == "clean")
-                .map(|&(_, p)| p)
-        });
-        if let Some(p) = p_clean.filter(|p| *p > 0.0) {
-            let keep = 1.0 - p.clamp(0.0, 1.0);
-            for (out, &inp) in r.image.data.iter_mut().zip(&image.data) {
-                *out = inp + keep * (*out - inp);
-            }
-            if let Some(u) = &mut r.uncertainty {
-                u.data.iter_mut().for_each(|v| *v *= keep);
-            }
+        let Some(keep) = r.degradation.as_ref().and_then(clean_keep) else {
+            return Ok(r);
+        };
+        for (out, &inp) in r.image.data.iter_mut().zip(&image.data) {
+            *out = inp + keep * (*out - inp);
+        }
+        if let Some(u) = &mut r.uncertainty {
+            u.data.iter_mut().for_each(|v| *v *= keep);
         }
         Ok(r)
     }
@@ -190,6 +185,18 @@ impl Restorer {
             }
         }
     }
+}
+
+/// The share of its change to the input that a restoration keeps under
+/// [`RestoreOptions::keep_clean`]: 0 when `clean` is the most probable degradation,
+/// `1 − p(clean)` otherwise; `None` (all of it) for a network without a `clean` prototype.
+pub(crate) fn clean_keep(d: &DegradationPrediction) -> Option<f32> {
+    let (_, p) = d.all.iter().find(|(name, _)| name == "clean")?;
+    Some(if d.name == "clean" {
+        0.0
+    } else {
+        1.0 - p.clamp(0.0, 1.0)
+    })
 }
 
 /// Checks, before any work, that `output` may receive the restoration of `input`: its
