@@ -189,23 +189,22 @@ fn evaluate(weights: &Path, data: &Path, device: &Device) -> Result<Scores> {
     let model = Restorer::load(weights, device)?.valid();
     let entries = synthetic_entries(&data.join("zz-heldout"), &TaskMix::uniform(&EVAL_TASKS))?;
     let set = RestoreDataset::test(entries, EVAL_SEED).with_max_side(Some(EVAL_MAX_SIDE));
-    let b = benchmark(
-        &model,
-        &set,
-        None,
-        &RestoreOptions::default(),
-        device,
-        |i, n, r| {
-            eprint!(
-                "\r  evaluating {}: {}/{n} ({} {:.2} dB)   ",
-                weights.display(),
-                i + 1,
-                r.sample.task,
-                r.scores.0
-            );
-            Ok(())
-        },
-    )?;
+    // the network's own restorations: RestoreOptions::keep_clean would return the photos it
+    // takes for clean unchanged (an infinite PSNR), hiding what the training does there
+    let options = RestoreOptions {
+        keep_clean: false,
+        ..RestoreOptions::default()
+    };
+    let b = benchmark(&model, &set, None, &options, device, |i, n, r| {
+        eprint!(
+            "\r  evaluating {}: {}/{n} ({} {:.2} dB)   ",
+            weights.display(),
+            i + 1,
+            r.sample.task,
+            r.scores.0
+        );
+        Ok(())
+    })?;
     eprintln!();
     let (mean_psnr, mean_ssim) = b
         .mean()

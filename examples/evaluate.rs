@@ -67,6 +67,10 @@ struct Args {
     /// OUT/clean/TASK/NAME.png), for scoring other methods on exactly the same images.
     #[arg(long)]
     save_inputs: bool,
+    /// Score the network's own restorations of what it takes for clean too (by default those
+    /// images come back unchanged: RestoreOptions::keep_clean, docs/dppd.md).
+    #[arg(long)]
+    restore_clean: bool,
     /// flex (default), ndarray, wgpu, cuda: as built.
     #[arg(long, default_value = "flex")]
     device: String,
@@ -104,6 +108,7 @@ fn run(a: Args) -> Result<()> {
         crop,
         max_side,
         save_inputs,
+        restore_clean,
         device,
     } = a;
     let d = device_from_name(&device)?;
@@ -138,7 +143,10 @@ fn run(a: Args) -> Result<()> {
         ));
     }
     let set = RestoreDataset::test(entries, seed).with_max_side(max_side);
-    let options = dppd::restore::RestoreOptions::default();
+    let options = dppd::restore::RestoreOptions {
+        keep_clean: !restore_clean,
+        ..Default::default()
+    };
     let bench = benchmark(&net, &set, crop, &options, &d, |i, n, r| {
         let s = &r.sample;
         let stem = s.name.split('#').next().unwrap_or(&s.name);
