@@ -78,16 +78,59 @@ pub(crate) fn loss_values(parts: &LossParts) -> [f64; 4] {
     })
 }
 
+/// One device's part of a step: its samples, on that device.
+struct Shard {
+    degraded: Tensor<4>,
+    clean: Tensor<4>,
+    labels: Option<Tensor<1, Int>>,
+    /// Its share of the batch, which weights its loss.
+    share: f64,
+    /// The seed of the generator for its forward pass.
+    seed: u64,
+}
+
+/// Forward, loss and backward of one shard on `replica` (a copy of the network on the shard's
+/// device): the gradient of the shard's share-weighted loss, and its weighted loss terms.
+fn run_shard(
+    replica: &Restorer,
+    device: &Device,
+    shard: Shard,
+    loss: &LossConfig,
+    sampling: Option<PromptSampling>,
+) -> (GradientsParams, [f64; 4]) {
+    let out = {
+        let _turn = FORWARD.lock().unwrap_or_else(|e| e.into_inner());
+        device.seed(shard.seed);
+        replica.forward_with(shard.degraded, sampling)
+    };
+    let parts = restoration_loss(&out, shard.clean, shard.labels, loss);
+    let share = shard.share;
+    // a whole batch is left unweighted: the one-device step is exactly the plain one
+    let parts = if share == 1.0 {
+        parts
+    } else {
+        LossParts {
+            total: parts.total * share,
+            l1: parts.l1 * share,
+            dpa_ce: parts.dpa_ce.map(|t| t * share),
+            pdl_kl: parts.pdl_kl.map(|t| t * share),
+        }
+    };
+    let values = loss_values(&parts);
+    let grads = GradientsParams::from_grads(parts.total.backward(), replica);
+    (grads, values)
+}
+
 /// Forward, loss and backward of `batch` over `devices` (autodiff devices; the first holds
 /// `model`). `seed_of(i)` seeds shard `i`'s generator. With one device this is the plain
-/// one-device step.
+/// one-device step (no copy of the network, no thread).
 pub(crate) fn step(
     model: &Restorer,
     devices: &[Device],
     batch: StepBatch,
     loss: &LossConfig,
     sampling: Option<PromptSampling>,
-    seed_of: impl Fn(usize) -> u64 + Sync,
+    seed_of: impl Fn(usize) -> u64,
 ) -> Result<StepResult> {
     let n = batch.degraded.dims()[0];
     if devices.len() > n {
@@ -96,61 +139,46 @@ pub(crate) fn step(
             devices.len()
         )));
     }
-    let labels_on = |l: &[usize], device: &Device| crate::data::labels_to_tensor(l, device);
-    if devices.len() == 1 {
-        let device = &devices[0];
-        device.seed(seed_of(0));
-        let out = model.forward_with(batch.degraded, sampling);
-        let labels = batch.labels.as_deref().map(|l| labels_on(l, device));
-        let parts = restoration_loss(&out, batch.clean, labels, loss);
-        let values = loss_values(&parts);
-        let grads = GradientsParams::from_grads(parts.total.backward(), model);
-        return Ok(StepResult { grads, values });
-    }
-
     let main = &devices[0];
-    let sizes = shard_sizes(n, devices.len());
     let mut start = 0;
     let mut shards = Vec::with_capacity(devices.len());
-    for (i, (&size, device)) in sizes.iter().zip(devices).enumerate() {
-        let take = |t: &Tensor<4>| t.clone().narrow(0, start, size).to_device(device);
+    for (i, (size, device)) in shard_sizes(n, devices.len())
+        .into_iter()
+        .zip(devices)
+        .enumerate()
+    {
+        let take = |t: &Tensor<4>| {
+            if size == n {
+                t.clone()
+            } else {
+                t.clone().narrow(0, start, size).to_device(device)
+            }
+        };
         let labels = batch
             .labels
             .as_ref()
-            .map(|l| labels_on(&l[start..start + size], device));
-        shards.push((
-            i,
-            device.clone(),
-            take(&batch.degraded),
-            take(&batch.clean),
+            .map(|l| crate::data::labels_to_tensor(&l[start..start + size], device));
+        shards.push(Shard {
+            degraded: take(&batch.degraded),
+            clean: take(&batch.clean),
             labels,
-            size as f64 / n as f64,
-        ));
+            share: size as f64 / n as f64,
+            seed: seed_of(i),
+        });
         start += size;
     }
-    let seed_of = &seed_of;
-    let results: Vec<Result<(GradientsParams, [f64; 4])>> = std::thread::scope(|scope| {
+    if let [_] = devices {
+        let shard = shards.pop().expect("one shard per device");
+        let (grads, values) = run_shard(model, main, shard, loss, sampling);
+        return Ok(StepResult { grads, values });
+    }
+    let results = std::thread::scope(|scope| {
         let handles: Vec<_> = shards
             .into_iter()
-            .map(|(i, device, x, y, labels, share)| {
-                let replica = model.clone().fork(&device);
-                scope.spawn(move || {
-                    let out = {
-                        let _turn = FORWARD.lock().unwrap_or_else(|e| e.into_inner());
-                        device.seed(seed_of(i));
-                        replica.forward_with(x, sampling)
-                    };
-                    let parts = restoration_loss(&out, y, labels, loss);
-                    let weighted = LossParts {
-                        total: parts.total * share,
-                        l1: parts.l1 * share,
-                        dpa_ce: parts.dpa_ce.map(|t| t * share),
-                        pdl_kl: parts.pdl_kl.map(|t| t * share),
-                    };
-                    let values = loss_values(&weighted);
-                    let grads = GradientsParams::from_grads(weighted.total.backward(), &replica);
-                    (grads, values)
-                })
+            .zip(devices)
+            .map(|(shard, device)| {
+                let replica = model.clone().fork(device);
+                scope.spawn(move || run_shard(&replica, device, shard, loss, sampling))
             })
             .collect();
         handles
@@ -161,12 +189,11 @@ pub(crate) fn step(
                     Error::Training(format!("the training worker of device {i} panicked"))
                 })
             })
-            .collect()
-    });
+            .collect::<Result<Vec<_>>>()
+    })?;
     let mut accumulator = GradientsAccumulator::<Restorer>::new();
     let mut values = [0.0f64; 4];
-    for result in results {
-        let (grads, v) = result?;
+    for (grads, v) in results {
         accumulator.accumulate(model, grads.to_device(main, model));
         for (sum, x) in values.iter_mut().zip(v) {
             *sum += x;
