@@ -42,7 +42,7 @@ use dppd::degrade::Task;
 use dppd::eval::{Confusion, benchmark};
 use dppd::model::Restorer;
 use dppd::restore::RestoreOptions;
-use dppd::train::{ExperimentConfig, TrainOptions, train, train_with};
+use dppd::train::{ExperimentConfig, RunDir, TrainOptions, train, train_with};
 use dppd::{Error, Result, device_from_name, devices_from_names};
 use serde::{Deserialize, Serialize};
 
@@ -255,12 +255,12 @@ fn probe_batches(
         opts.init = Some(weights.to_path_buf());
         opts.time_limit = Some(Duration::from_secs_f64(seconds));
         train(e, &opts)?;
-        let csv = std::fs::read_to_string(run_dir.join("train.csv"))
-            .map_err(io(&run_dir.join("train.csv")))?;
-        let mut rates: Vec<f64> = csv
-            .lines()
-            .skip(1 + 3)
-            .filter_map(|l| l.rsplit(',').next()?.parse().ok())
+        // the rates of the steps after the third (the first ones include start-up)
+        let mut rates: Vec<f64> = RunDir::new(&run_dir)
+            .read_train()?
+            .iter()
+            .skip(3)
+            .map(|row| row.images_per_s)
             .collect();
         rates.sort_by(f64::total_cmp);
         let median = rates.get(rates.len() / 2).copied().unwrap_or(0.0);
