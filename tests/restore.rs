@@ -14,46 +14,6 @@ use dppd::eval::psnr;
 use dppd::model::{Restorer, RestorerConfig, TileConfig};
 use dppd::restore::{FolderEvent, RestoreOptions, restore_file, restore_folder};
 
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-/// A PNG whose header claims 100000×100000 RGB pixels (with valid checksums).
-fn gigantic_png() -> Vec<u8> {
-    let chunk = |tag: &[u8], body: &[u8]| {
-        let mut v = (body.len() as u32).to_be_bytes().to_vec();
-        v.extend_from_slice(tag);
-        v.extend_from_slice(body);
-        let mut crc_in = tag.to_vec();
-        crc_in.extend_from_slice(body);
-        v.extend_from_slice(&crc32(&crc_in).to_be_bytes());
-        v
-    };
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
-    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend(chunk(b"IHDR", &ihdr));
-    png.extend(chunk(
-        b"IDAT",
-        &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
-    ));
-    png.extend(chunk(b"IEND", &[]));
-    png
-}
-
 fn encoded(img: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, format).unwrap();
@@ -98,7 +58,11 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Outcome)> {
             jpg[..jpg.len() * 2 / 3].to_vec(),
             Err("truncated JPEG"),
         ),
-        ("gigantic.png", gigantic_png(), Err("100000×100000")),
+        (
+            "gigantic.png",
+            common::photos::png_header_only(100_000, 100_000),
+            Err("100000×100000"),
+        ),
         (
             "notes.jpg",
             b"shopping list: milk, eggs\n".to_vec(),
