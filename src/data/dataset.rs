@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use super::augment::{Dihedral, random_crop_origin};
 use super::{Image, read_depth, read_image};
-use crate::degrade::{Degradation, DepthMap, Task, derive_seed, name_hash, rng_from_seed};
+use crate::degrade::{
+    Degradation, DepthMap, Task, derive_seed, name_hash, relative_depth, rng_from_seed,
+};
 use crate::{Error, Result};
 
 /// Where a sample comes from.
@@ -141,8 +143,36 @@ pub struct RestoreDataset {
     cache: Option<Arc<CleanCache>>,
 }
 
-/// Decoded (and downscaled) clean photographs, shared by the loader's threads.
-type CleanCache = Mutex<HashMap<PathBuf, Arc<Image>>>;
+/// What a dataset keeps of its synthetic entries' photographs, shared by the loader's threads.
+#[derive(Debug, Default)]
+struct CleanCache {
+    /// Decoded (and downscaled) clean photographs.
+    photos: Mutex<HashMap<PathBuf, Arc<Image>>>,
+    /// The relative depth haze gives each photograph ([`relative_depth`]), by photograph and
+    /// depth map file.
+    depths: Mutex<HashMap<(PathBuf, Option<PathBuf>), Arc<Vec<f32>>>>,
+}
+
+/// The value under `key`, made by `make` and kept on first use.
+fn cached<K: std::hash::Hash + Eq, V>(
+    map: &Mutex<HashMap<K, Arc<V>>>,
+    key: K,
+    make: impl FnOnce() -> Result<V>,
+) -> Result<Arc<V>> {
+    let hit = map
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .cloned();
+    if let Some(v) = hit {
+        return Ok(v);
+    }
+    let v = Arc::new(make()?);
+    map.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, v.clone());
+    Ok(v)
+}
 
 impl RestoreDataset {
     /// A training dataset: random `patch`² crops with [`Augment::NonIdentity7`].
@@ -179,7 +209,7 @@ impl RestoreDataset {
     /// The same dataset, downscaling (area average) every clean photograph of a synthetic
     /// entry whose longer side exceeds `max_side` to that side before it is cropped and
     /// degraded. Large photographs then give crops with as much structure as the small ones,
-    /// and haze (which degrades the whole frame) costs less. Paired entries are left alone.
+    /// and whole-frame haze (test mode) costs less. Paired entries are left alone.
     pub fn with_max_side(mut self, max_side: Option<usize>) -> Self {
         self.max_side = max_side;
         self
@@ -187,9 +217,11 @@ impl RestoreDataset {
 
     /// The same dataset, keeping every decoded (and downscaled) clean photograph of a
     /// synthetic entry in memory after its first use, shared by all clones (and loader
-    /// threads). Costs `12 × pixels` bytes per photograph; saves a decode per sample.
+    /// threads). Costs `12 × pixels` bytes per photograph; saves a decode per sample. Hazed
+    /// photographs also keep their relative depth (`4 × pixels` bytes), which then costs
+    /// nothing per training crop.
     pub fn with_cache(mut self, cache: bool) -> Self {
-        self.cache = cache.then(|| Arc::new(Mutex::new(HashMap::new())));
+        self.cache = cache.then(|| Arc::new(CleanCache::default()));
         self
     }
 
@@ -208,23 +240,32 @@ impl RestoreDataset {
                 _ => img,
             })
         };
-        let Some(cache) = &self.cache else {
-            return load().map(Arc::new);
-        };
-        let hit = cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(path)
-            .cloned();
-        if let Some(img) = hit {
-            return Ok(img);
+        match &self.cache {
+            Some(cache) => cached(&cache.photos, path.to_path_buf(), load),
+            None => load().map(Arc::new),
         }
-        let img = Arc::new(load()?);
-        cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(path.to_path_buf(), img.clone());
-        Ok(img)
+    }
+
+    /// The relative depth haze gives the clean photograph `image` read from `path` (with the
+    /// depth map file `depth`, resampled to it, or the depth proxy): through the cache.
+    fn photo_depth(
+        &self,
+        path: &Path,
+        image: &Image,
+        depth: Option<&Path>,
+    ) -> Result<Arc<Vec<f32>>> {
+        let make = || -> Result<Vec<f32>> {
+            let map = depth.map(read_depth).transpose()?;
+            Ok(relative_depth(image, map.as_ref()))
+        };
+        match &self.cache {
+            Some(cache) => cached(
+                &cache.depths,
+                (path.to_path_buf(), depth.map(Path::to_path_buf)),
+                make,
+            ),
+            None => make().map(Arc::new),
+        }
     }
 
     /// The mode.
@@ -287,11 +328,7 @@ impl RestoreDataset {
                 degradation,
             } => {
                 let c = self.clean_photo(clean)?;
-                let depth = match depth {
-                    Some(p) => Some(read_depth(p)?.resized(c.width, c.height)),
-                    None => None,
-                };
-                self.synthesize(&c, depth, degradation, &mut rng)
+                self.synthesize(clean, &c, depth.as_deref(), degradation, &mut rng)
                     .map_err(|e| at(clean, e))?
             }
         };
@@ -325,30 +362,49 @@ impl RestoreDataset {
         }
     }
 
-    /// Degrade a clean image: crop first (cheap) unless the degradation needs the whole frame.
+    /// Degrade the clean photograph `clean` (read from `path`, with the depth map file
+    /// `depth_file`): crop first (cheap) unless the degradation needs the whole frame. Haze
+    /// alone needs only the frame's relative depth, which is cropped with the photograph.
     fn synthesize(
         &self,
+        path: &Path,
         clean: &Image,
-        depth: Option<DepthMap>,
+        depth_file: Option<&Path>,
         degradation: &Degradation,
         rng: &mut crate::degrade::DegradeRng,
     ) -> Result<(Image, Image)> {
+        let depth_map = || -> Result<Option<DepthMap>> {
+            depth_file
+                .map(|p| Ok(read_depth(p)?.resized(clean.width, clean.height)))
+                .transpose()
+        };
         match self.mode {
             Mode::Train { patch, augment } => {
                 let (x, y) = random_crop_origin(clean.width, clean.height, patch, rng)?;
                 let t = draw(augment, rng);
-                let (d, c) = if degradation.needs_full_image() {
-                    let d = degradation.apply_with_depth(clean, depth.as_ref(), rng);
-                    (d.crop(x, y, patch, patch)?, clean.crop(x, y, patch, patch)?)
-                } else {
-                    let c = clean.crop(x, y, patch, patch)?;
-                    let dm = depth.map(|m| m.crop(x, y, patch, patch)).transpose()?;
-                    (degradation.apply_with_depth(&c, dm.as_ref(), rng), c)
+                let c = clean.crop(x, y, patch, patch)?;
+                let d = match degradation {
+                    Degradation::Haze(haze) => {
+                        let depth = self.photo_depth(path, clean, depth_file)?;
+                        let rows = depth[y * clean.width..(y + patch) * clean.width]
+                            .chunks_exact(clean.width);
+                        let crop: Vec<f32> = rows.flat_map(|r| &r[x..x + patch]).copied().collect();
+                        haze.apply_with_relative_depth(&c, &crop, rng)
+                    }
+                    _ if degradation.needs_full_image() => degradation
+                        .apply_with_depth(clean, depth_map()?.as_ref(), rng)
+                        .crop(x, y, patch, patch)?,
+                    _ => {
+                        let dm = depth_map()?
+                            .map(|m| m.crop(x, y, patch, patch))
+                            .transpose()?;
+                        degradation.apply_with_depth(&c, dm.as_ref(), rng)
+                    }
                 };
                 Ok((t.apply(&d), t.apply(&c)))
             }
             Mode::Test { multiple } => {
-                let d = degradation.apply_with_depth(clean, depth.as_ref(), rng);
+                let d = degradation.apply_with_depth(clean, depth_map()?.as_ref(), rng);
                 Ok((
                     d.crop_to_multiple(multiple)?,
                     clean.crop_to_multiple(multiple)?,

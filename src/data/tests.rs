@@ -405,3 +405,32 @@ fn the_repository_photographs_and_depth_load() {
         "depth maps are not photographs: {listed:?}"
     );
 }
+
+#[test]
+fn a_hazed_training_crop_is_the_crop_of_the_whole_photograph_hazed() {
+    // The loader hazes only the crop, with the crop of the photograph's relative depth: the
+    // sample must be, bit for bit, the crop of the photograph hazed whole with the same
+    // generator (with a measured depth map and with the depth proxy, cached or not).
+    use crate::degrade::{Haze, rng_from_seed};
+    let photos = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/photos");
+    let clean = photos.join("motorcycle_left.png");
+    let depth_file = photos.join("motorcycle_left_depth.png");
+    let photo = read_image(&clean).unwrap();
+    let depth = read_depth(&depth_file).unwrap();
+    for depth_file in [Some(depth_file.clone()), None] {
+        for cache in [true, false] {
+            let entry = Entry::synthetic(clean.clone(), depth_file.clone(), Task::Dehaze);
+            let ds = RestoreDataset::train(vec![entry], 64, 3).with_cache(cache);
+            for epoch in 0..3 {
+                let sample = ds.get(0, epoch).unwrap();
+                let mut rng = rng_from_seed(ds.sample_seed(0, epoch));
+                let (x, y) = random_crop_origin(photo.width, photo.height, 64, &mut rng).unwrap();
+                let t = Dihedral::random_non_identity(&mut rng);
+                let map = depth_file.as_ref().map(|_| &depth);
+                let whole = Haze::default().apply_with_depth(&photo, map, &mut rng);
+                assert_eq!(sample.degraded, t.apply(&whole.crop(x, y, 64, 64).unwrap()));
+                assert_eq!(sample.clean, t.apply(&photo.crop(x, y, 64, 64).unwrap()));
+            }
+        }
+    }
+}

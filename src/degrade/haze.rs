@@ -56,13 +56,30 @@ impl Haze {
         depth: Option<&DepthMap>,
         rng: &mut R,
     ) -> Image {
+        self.apply_with_relative_depth(image, &relative_depth(image, depth), rng)
+    }
+
+    /// Returns a hazy copy of `image` whose pixel `i` lies at relative depth `depth[i]`
+    /// (`[0, 1]`, one value per pixel, row-major; panics on another length).
+    ///
+    /// With a crop of [`relative_depth`] of a whole photograph this is, bit for bit, the same
+    /// crop of that photograph hazed whole ([`apply_with_depth`](Self::apply_with_depth), with
+    /// the same generator), at the cost of the crop: the training loader hazes its crops this
+    /// way, keeping each photograph's relative depth.
+    pub fn apply_with_relative_depth<R: Rng + ?Sized>(
+        &self,
+        image: &Image,
+        depth: &[f32],
+        rng: &mut R,
+    ) -> Image {
+        assert_eq!(
+            depth.len(),
+            image.pixels(),
+            "one relative depth per pixel of the image"
+        );
         let beta = uniform(rng, self.beta);
         let a = uniform(rng, self.airlight);
-        let d = match depth {
-            Some(map) => map.resized(image.width, image.height).relative(),
-            None => depth_proxy(image),
-        };
-        let t: Vec<f32> = d.iter().map(|&d| (-beta * d).exp()).collect();
+        let t: Vec<f32> = depth.iter().map(|&d| (-beta * d).exp()).collect();
         let mut out = image.clone();
         for c in 0..3 {
             for (v, t) in out.channel_mut(c).iter_mut().zip(&t) {
@@ -70,6 +87,16 @@ impl Haze {
             }
         }
         out
+    }
+}
+
+/// The relative depth, in `[0, 1]` per pixel (row-major), that [`Haze`] gives `image`: the
+/// depth map's ([`DepthMap::relative`], resampled to the image when its size differs), else
+/// [`depth_proxy`]'s.
+pub fn relative_depth(image: &Image, depth: Option<&DepthMap>) -> Vec<f32> {
+    match depth {
+        Some(map) => map.resized(image.width, image.height).relative(),
+        None => depth_proxy(image),
     }
 }
 

@@ -23,7 +23,7 @@ pub use crate::base::rng::{DegradeRng, derive_seed, name_hash, rng_from_seed};
 pub use composite::Composite;
 pub use defocus::DefocusBlur;
 pub use degradation::Degradation;
-pub use haze::{Haze, depth_proxy};
+pub use haze::{Haze, depth_proxy, relative_depth};
 pub use jpeg::Jpeg;
 pub use low_light::LowLight;
 pub use motion_blur::MotionBlur;
