@@ -143,6 +143,9 @@ pub struct RestoreDataset {
     cache: Option<Arc<CleanCache>>,
 }
 
+/// A photograph and its depth map file, if any: what a relative depth is kept under.
+type DepthKey = (PathBuf, Option<PathBuf>);
+
 /// What a dataset keeps of its synthetic entries' photographs, shared by the loader's threads.
 #[derive(Debug, Default)]
 struct CleanCache {
@@ -150,7 +153,7 @@ struct CleanCache {
     photos: Mutex<HashMap<PathBuf, Arc<Image>>>,
     /// The relative depth haze gives each photograph ([`relative_depth`]), by photograph and
     /// depth map file.
-    depths: Mutex<HashMap<(PathBuf, Option<PathBuf>), Arc<Vec<f32>>>>,
+    depths: Mutex<HashMap<DepthKey, Arc<Vec<f32>>>>,
 }
 
 /// The value under `key`, made by `make` and kept on first use.
