@@ -23,7 +23,7 @@ use dppd::{Error, Result, devices_from_names};
 #[command(version, about)]
 struct Args {
     /// An experiment JSON file (`configs/*.json`, reference in docs/training.md) or a preset
-    /// name (dppd-small, dppd, promptir, restormer) trained with the default settings (3-task
+    /// name (dppd-small, dppd-medium, dppd, promptir, restormer) trained with the default settings (3-task
     /// photos, 1000 steps, batch 8, 128² crops); with --resume it may be left out (the run's
     /// own config.json is used).
     #[arg(long)]
@@ -58,7 +58,9 @@ struct Args {
     #[arg(long)]
     stop_at: Option<u64>,
     /// A fresh run starts from this network (e.g. weights/default.bpk) with a fresh
-    /// optimiser; its shapes must be the configuration's.
+    /// optimiser; its shapes must be the configuration's, or the configuration's network must
+    /// be it with more blocks per level (it is then deepened: the added blocks start as
+    /// identities, e.g. dppd-small weights into a dppd-medium run).
     #[arg(long)]
     init: Option<PathBuf>,
     /// End the run cleanly (checkpoint, final.bpk) after the first step that finishes M

@@ -35,6 +35,7 @@ fn presets_build_with_their_documented_parameter_counts() {
     let count = |c: RestorerConfig| c.init(&d).num_params();
     assert_eq!(count(RestorerConfig::dppd()), 27_056_308);
     assert_eq!(count(RestorerConfig::dppd_small()), 882_179);
+    assert_eq!(count(RestorerConfig::dppd_medium()), 1_638_459);
     // Restormer's published size is 26.13 M.
     assert_eq!(count(RestorerConfig::restormer()), 26_126_644);
 }

@@ -2,6 +2,7 @@
 //! PromptIR's static prompt, the DPPD prompt module, or nothing.
 
 pub(crate) mod config;
+mod grow;
 mod inference;
 mod network;
 mod tiled;

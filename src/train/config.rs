@@ -14,7 +14,8 @@ use crate::degrade::Task;
 use crate::model::RestorerConfig;
 use crate::{Error, Result};
 
-/// The network: a preset name (`"dppd-small"`, `"dppd"`, `"promptir"`, `"restormer"`), a
+/// The network: a preset name (`"dppd-small"`, `"dppd-medium"`, `"dppd"`, `"promptir"`,
+/// `"restormer"`), a
 /// preset with its degradation names replaced (`{"preset": "dppd-small", "degradations":
 /// ["noise", "rain", "haze", "clean"]}`: names a spare prototype), or a full
 /// [`RestorerConfig`] object.

@@ -63,8 +63,10 @@ pub struct TrainOptions {
     /// A fresh run starts from the network in this model file (`.bpk` written by
     /// [`Restorer::save`]) instead of a random initialisation; the optimiser starts fresh.
     /// The file's network must have the shapes of the experiment's (its degradation names may
-    /// differ: the experiment's are kept, so a spare prototype can be given a name). Ignored
-    /// on resume (the checkpoint holds the network).
+    /// differ: the experiment's are kept, so a spare prototype can be given a name), or be
+    /// the experiment's with fewer blocks per level: it is then deepened
+    /// ([`Restorer::grown`]: the added blocks start as identities). Ignored on resume (the
+    /// checkpoint holds the network).
     pub init: Option<PathBuf>,
     /// End the run cleanly after the first step that finishes this long after the call
     /// started: a checkpoint and `final.bpk` are written, and [`TrainSummary::time_limited`]
@@ -165,9 +167,14 @@ fn init_from(network: &RestorerConfig, path: &Path, device: &Device) -> Result<R
             ..stored
         };
         if &named != network {
+            if named.check_grows_into(network).is_ok() {
+                // a shallower network of the same kind: deepened, its new blocks identities
+                return Restorer::load_weights(&named, path, device)?.grown(network, device);
+            }
             return Err(Error::Config(format!(
                 "{}: its network is not the experiment's (only the degradation names may \
-                 differ); file: {}, experiment: {}",
+                 differ, or the experiment's may have more blocks per level); file: {}, \
+                 experiment: {}",
                 path.display(),
                 serde_json::to_string(&named).unwrap_or_default(),
                 serde_json::to_string(network).unwrap_or_default()
