@@ -12,8 +12,9 @@
 //! - `--minutes`: wall time of the training; the run stops cleanly at it (checkpoint and model
 //!   written), and the evaluation follows;
 //! - `--steps`: the stretch's schedule length (warm-up, then cosine to `min_lr`); by default
-//!   planned from `--minutes` and the training rate the last stretch on the same device
-//!   measured (or `--rate`), so that the schedule ends inside the time;
+//!   planned from `--minutes` and the training rate the last stretch of the same network on
+//!   the same device and batch measured (0.8 × the last stretch's on that device and batch for
+//!   a network not trained yet; or `--rate`), so that the schedule ends inside the time;
 //! - `--batch`: the batch size of this stretch (e.g. larger on a GPU); the learning rate is
 //!   scaled by `√(batch / configured batch)`;
 //! - `--probe B1,B2,…`: first train each batch size for `--probe-seconds` (default 60) from the
@@ -22,7 +23,8 @@
 //!   excluded);
 //! - `--eval-only`: evaluate the current weights and record them in the state file.
 //!
-//! Each stretch starts from `--weights` with a fresh optimiser, a seed of its own (the stretch
+//! Each stretch starts from `--weights` (deepened first when the configuration's network has
+//! more blocks per level than theirs: `Restorer::grown`) with a fresh optimiser, a seed of its own (the stretch
 //! number, so that every stretch sees other crops and degradations) and its own warm-up and
 //! decay. The candidate replaces `--weights` when its mean held-out PSNR over the tasks is
 //! higher and its mean SSIM not lower. Every stretch, accepted or not, is recorded in the
@@ -98,6 +100,9 @@ struct Stretch {
     images_per_second: f64,
     /// Whether the time limit ended it before its schedule did.
     time_limited: bool,
+    /// The trained network's parameter count (absent in stretches recorded before it was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parameters: Option<u64>,
     /// The candidate's held-out scores, and whether it replaced the weights.
     scores: Scores,
     accepted: bool,
@@ -452,16 +457,32 @@ fn run(a: Args) -> Result<()> {
         exp.batch_size = b;
         exp.optimizer.lr *= (b as f64 / configured_batch as f64).sqrt();
     }
-    let rate = rate
-        .or_else(|| {
-            state
-                .stretches
-                .iter()
-                .rev()
-                .find(|s| s.device == device_name && s.batch == exp.batch_size)
-                .map(|s| s.images_per_second)
-        })
-        .unwrap_or(1.0);
+    // the network trained, told apart by its parameter count (a deeper preset trains slower)
+    let parameters = exp
+        .model
+        .resolve()?
+        .init(&device_from_name("flex")?)
+        .num_params() as u64;
+    let rate = rate.unwrap_or_else(|| {
+        let alike = |s: &&Stretch| s.device == device_name && s.batch == exp.batch_size;
+        let same = state
+            .stretches
+            .iter()
+            .rev()
+            .filter(alike)
+            .find(|s| s.parameters == Some(parameters));
+        match (same, state.stretches.iter().rev().find(alike)) {
+            (Some(s), _) => s.images_per_second,
+            (None, Some(s)) => {
+                eprintln!(
+                    "no stretch of this network ({parameters} parameters) yet: planning at 0.8 \
+                     × the last stretch's rate on {device_name} (--rate overrides)"
+                );
+                0.8 * s.images_per_second
+            }
+            (None, None) => 1.0,
+        }
+    });
     exp.steps = steps.unwrap_or_else(|| {
         // 90% of the time at the expected rate, less the first validation's and set-up's share
         let planned = (minutes * 60.0 * 0.9 * rate / exp.batch_size as f64) as u64;
@@ -514,6 +535,7 @@ fn run(a: Args) -> Result<()> {
         images,
         images_per_second: summary.images_per_second,
         time_limited: summary.time_limited,
+        parameters: Some(parameters),
         scores: candidate,
         accepted,
         images_seen: state.images_seen,
