@@ -24,9 +24,9 @@
 //! - `--eval-only`: evaluate the current weights and record them in the state file.
 //!
 //! Each stretch starts from `--weights` (deepened first when the configuration's network has
-//! more blocks per level than theirs: `Restorer::grown`) with a fresh optimiser, a seed of its own (the stretch
-//! number, so that every stretch sees other crops and degradations) and its own warm-up and
-//! decay. The candidate replaces `--weights` when its mean held-out PSNR over the tasks is
+//! more blocks per level than theirs: `Restorer::grown`) with a fresh optimiser, a seed of its
+//! own (the stretch number, so that every stretch sees other crops and degradations) and its
+//! own warm-up and decay. The candidate replaces `--weights` when its mean held-out PSNR over the tasks is
 //! higher and its mean SSIM not lower. Every stretch, accepted or not, is recorded in the
 //! state file with its scores: that file is the campaign's learning curve.
 

@@ -151,9 +151,9 @@ type DepthKey = (PathBuf, Option<PathBuf>);
 struct CleanCache {
     /// Decoded (and downscaled) clean photographs.
     photos: Mutex<HashMap<PathBuf, Arc<Image>>>,
-    /// The relative depth haze gives each photograph ([`relative_depth`]), by photograph and
-    /// depth map file.
-    depths: Mutex<HashMap<DepthKey, Arc<Vec<f32>>>>,
+    /// The relative depth haze gives each photograph ([`relative_depth`], as a map of the
+    /// photograph's size), by photograph and depth map file.
+    depths: Mutex<HashMap<DepthKey, Arc<DepthMap>>>,
 }
 
 /// The value under `key`, made by `make` and kept on first use.
@@ -256,10 +256,14 @@ impl RestoreDataset {
         path: &Path,
         image: &Image,
         depth: Option<&Path>,
-    ) -> Result<Arc<Vec<f32>>> {
-        let make = || -> Result<Vec<f32>> {
+    ) -> Result<Arc<DepthMap>> {
+        let make = || -> Result<DepthMap> {
             let map = depth.map(read_depth).transpose()?;
-            Ok(relative_depth(image, map.as_ref()))
+            DepthMap::new(
+                image.width,
+                image.height,
+                relative_depth(image, map.as_ref()),
+            )
         };
         match &self.cache {
             Some(cache) => cached(
@@ -389,10 +393,8 @@ impl RestoreDataset {
                 let d = match degradation {
                     Degradation::Haze(haze) => {
                         let depth = self.photo_depth(path, clean, depth_file)?;
-                        let rows = depth[y * clean.width..(y + patch) * clean.width]
-                            .chunks_exact(clean.width);
-                        let crop: Vec<f32> = rows.flat_map(|r| &r[x..x + patch]).copied().collect();
-                        haze.apply_with_relative_depth(&c, &crop, rng)
+                        let crop = depth.crop(x, y, patch, patch)?;
+                        haze.apply_with_relative_depth(&c, &crop.data, rng)
                     }
                     _ if degradation.needs_full_image() => degradation
                         .apply_with_depth(clean, depth_map()?.as_ref(), rng)

@@ -56,9 +56,9 @@ impl Restorer {
     /// continues from what this one learned instead of from scratch (the added blocks'
     /// projections receive gradients at once, and through them the rest of each block).
     ///
-    /// The project grew its built-in weights from `dppd-small` to `dppd-medium` this way
-    /// (`docs/default-weights.md`); `train --init` does it when the experiment's network is a
-    /// deeper one than the file's.
+    /// `train --init` does it when the experiment's network is a deeper one than the file's;
+    /// the default-weights campaign moves from `dppd-small` to `dppd-medium` this way
+    /// (`docs/default-weights.md`).
     ///
     /// # Errors
     /// A `config` that is not this network with more blocks, or that is invalid.
