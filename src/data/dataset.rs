@@ -154,6 +154,8 @@ struct CleanCache {
     /// The relative depth haze gives each photograph ([`relative_depth`], as a map of the
     /// photograph's size), by photograph and depth map file.
     depths: Mutex<HashMap<DepthKey, Arc<DepthMap>>>,
+    /// Depth map files as read and resampled to a photograph's size, by file and size.
+    depth_files: Mutex<HashMap<(PathBuf, usize, usize), Arc<DepthMap>>>,
 }
 
 /// The value under `key`, made by `make` and kept on first use.
@@ -222,7 +224,8 @@ impl RestoreDataset {
     /// synthetic entry in memory after its first use, shared by all clones (and loader
     /// threads). Costs `12 × pixels` bytes per photograph; saves a decode per sample. Hazed
     /// photographs also keep their relative depth (`4 × pixels` bytes), which then costs
-    /// nothing per training crop.
+    /// nothing per training crop, and a depth map file is read once (per size), not once per
+    /// whole-frame or test sample.
     pub fn with_cache(mut self, cache: bool) -> Self {
         self.cache = cache.then(|| Arc::new(CleanCache::default()));
         self
@@ -269,6 +272,20 @@ impl RestoreDataset {
             Some(cache) => cached(
                 &cache.depths,
                 (path.to_path_buf(), depth.map(Path::to_path_buf)),
+                make,
+            ),
+            None => make().map(Arc::new),
+        }
+    }
+
+    /// The depth map file `depth` resampled to `width × height`: through the cache, so that
+    /// whole-frame degradations and test mode read it once, not once per sample.
+    fn depth_file(&self, depth: &Path, width: usize, height: usize) -> Result<Arc<DepthMap>> {
+        let make = || Ok(read_depth(depth)?.resized(width, height));
+        match &self.cache {
+            Some(cache) => cached(
+                &cache.depth_files,
+                (depth.to_path_buf(), width, height),
                 make,
             ),
             None => make().map(Arc::new),
@@ -380,9 +397,9 @@ impl RestoreDataset {
         degradation: &Degradation,
         rng: &mut crate::degrade::DegradeRng,
     ) -> Result<(Image, Image)> {
-        let depth_map = || -> Result<Option<DepthMap>> {
+        let depth_map = || -> Result<Option<Arc<DepthMap>>> {
             depth_file
-                .map(|p| Ok(read_depth(p)?.resized(clean.width, clean.height)))
+                .map(|p| self.depth_file(p, clean.width, clean.height))
                 .transpose()
         };
         match self.mode {
@@ -397,7 +414,7 @@ impl RestoreDataset {
                         haze.apply_with_relative_depth(&c, &crop.data, rng)
                     }
                     _ if degradation.needs_full_image() => degradation
-                        .apply_with_depth(clean, depth_map()?.as_ref(), rng)
+                        .apply_with_depth(clean, depth_map()?.as_deref(), rng)
                         .crop(x, y, patch, patch)?,
                     _ => {
                         let dm = depth_map()?
@@ -409,7 +426,7 @@ impl RestoreDataset {
                 Ok((t.apply(&d), t.apply(&c)))
             }
             Mode::Test { multiple } => {
-                let d = degradation.apply_with_depth(clean, depth_map()?.as_ref(), rng);
+                let d = degradation.apply_with_depth(clean, depth_map()?.as_deref(), rng);
                 Ok((
                     d.crop_to_multiple(multiple)?,
                     clean.crop_to_multiple(multiple)?,

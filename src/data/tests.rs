@@ -407,6 +407,54 @@ fn the_repository_photographs_and_depth_load() {
 }
 
 #[test]
+fn a_hazed_test_image_is_the_photograph_hazed_with_its_depth_map_cached_or_not() {
+    // Test mode hazes the whole photograph with its depth map file, resampled to it (read
+    // once and kept when the dataset caches): the same image on every read, cached or not.
+    use crate::degrade::{Haze, rng_from_seed};
+    let photos = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/photos");
+    let clean = photos.join("motorcycle_left.png");
+    let depth_file = photos.join("motorcycle_left_depth.png");
+    let photo = read_image(&clean).unwrap().resized(370, 250);
+    let depth = read_depth(&depth_file).unwrap().resized(370, 250);
+    for cache in [true, false] {
+        let entry = Entry::synthetic(clean.clone(), Some(depth_file.clone()), Task::Dehaze);
+        let ds = RestoreDataset::test(vec![entry], 5)
+            .with_max_side(Some(370))
+            .with_cache(cache);
+        for _ in 0..2 {
+            let sample = ds.get(0, 0).unwrap();
+            let mut rng = rng_from_seed(ds.sample_seed(0, 0));
+            let whole = Haze::default().apply_with_depth(&photo, Some(&depth), &mut rng);
+            assert_eq!(sample.degraded, whole.crop_to_multiple(16).unwrap());
+            assert_eq!(sample.clean, photo.crop_to_multiple(16).unwrap());
+        }
+    }
+    // cached, the depth map file is read once: a copy removed after the first sample is not
+    // missed; uncached, it is read again, and its absence is an error naming it
+    for cache in [true, false] {
+        let t = TempDir::new("depth-once");
+        let copy = t.0.join("depth.png");
+        std::fs::copy(&depth_file, &copy).unwrap();
+        let entry = Entry::synthetic(clean.clone(), Some(copy.clone()), Task::Dehaze);
+        let ds = RestoreDataset::test(vec![entry], 5)
+            .with_max_side(Some(370))
+            .with_cache(cache);
+        let first = ds.get(0, 0).unwrap();
+        std::fs::remove_file(&copy).unwrap();
+        match ds.get(0, 0) {
+            Ok(again) => {
+                assert!(cache, "read the removed depth map file");
+                assert_eq!(again.degraded, first.degraded);
+            }
+            Err(e) => {
+                assert!(!cache, "the cache did not keep the depth map: {e}");
+                assert!(e.to_string().contains("depth.png"), "{e}");
+            }
+        }
+    }
+}
+
+#[test]
 fn a_hazed_training_crop_is_the_crop_of_the_whole_photograph_hazed() {
     // The loader hazes only the crop, with the crop of the photograph's relative depth: the
     // sample must be, bit for bit, the crop of the photograph hazed whole with the same
