@@ -421,10 +421,10 @@ fn a_hazed_test_image_is_the_photograph_hazed_with_its_depth_map_cached_or_not()
         let ds = RestoreDataset::test(vec![entry], 5)
             .with_max_side(Some(370))
             .with_cache(cache);
+        let mut rng = rng_from_seed(ds.sample_seed(0, 0));
+        let whole = Haze::default().apply_with_depth(&photo, Some(&depth), &mut rng);
         for _ in 0..2 {
             let sample = ds.get(0, 0).unwrap();
-            let mut rng = rng_from_seed(ds.sample_seed(0, 0));
-            let whole = Haze::default().apply_with_depth(&photo, Some(&depth), &mut rng);
             assert_eq!(sample.degraded, whole.crop_to_multiple(16).unwrap());
             assert_eq!(sample.clean, photo.crop_to_multiple(16).unwrap());
         }
