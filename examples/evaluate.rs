@@ -71,6 +71,10 @@ struct Args {
     /// images come back unchanged: RestoreOptions::keep_clean, docs/dppd.md).
     #[arg(long)]
     restore_clean: bool,
+    /// Geometric self-ensemble: score the average of the restorations of N views of each
+    /// image (mirrored, flipped, turned, transposed; 1, 2, 4 or 8; RestoreOptions::ensemble).
+    #[arg(long, default_value_t = 1, value_parser = common::ensemble_views)]
+    ensemble: usize,
     /// flex (default), ndarray, wgpu, cuda: as built.
     #[arg(long, default_value = "flex")]
     device: String,
@@ -109,6 +113,7 @@ fn run(a: Args) -> Result<()> {
         max_side,
         save_inputs,
         restore_clean,
+        ensemble,
         device,
     } = a;
     let d = device_from_name(&device)?;
@@ -145,6 +150,7 @@ fn run(a: Args) -> Result<()> {
     let set = RestoreDataset::test(entries, seed).with_max_side(max_side);
     let options = dppd::restore::RestoreOptions {
         keep_clean: !restore_clean,
+        ensemble,
         ..Default::default()
     };
     let bench = benchmark(&net, &set, crop, &options, &d, |i, n, r| {

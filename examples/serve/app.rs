@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `GET /` | the page |
 //! | `GET /api/info` | the network and the server's limits (JSON) |
-//! | `POST /api/jobs?name=FILE&samples=N` with the file as the body | `202` and the job's status; `400` unreadable image or bad parameter, `413` too large (bytes or pixels), `415` not an image format the crate reads, `503` queue full — every error as JSON `{"error": "..."}` |
+//! | `POST /api/jobs?name=FILE&samples=N&ensemble=V` with the file as the body (`samples` 1 to the limit, `ensemble` 1, 2, 4 or 8 views: `RestoreOptions`; both 1 if left out) | `202` and the job's status; `400` unreadable image or bad parameter, `413` too large (bytes or pixels), `415` not an image format the crate reads, `503` queue full — every error as JSON `{"error": "..."}` |
 //! | `GET /api/jobs/ID` | the job's status: `queued` (with `ahead`), `running` (`done`/`total` tiles), `done` (the degradation, result URLs) or `failed` (`error`) |
 //! | `GET /api/jobs/ID/input.png`, `restored.png`, `uncertainty.png` | the decoded input, the result, the scaled uncertainty map |
 //!
@@ -90,6 +90,8 @@ struct Job {
     width: usize,
     height: usize,
     samples: usize,
+    /// Views of the geometric self-ensemble ([`RestoreOptions::ensemble`]).
+    ensemble: usize,
     /// The uploaded file, decoded again by the worker (a queue of decoded images could take
     /// gigabytes), then deleted.
     upload: PathBuf,
@@ -197,9 +199,10 @@ impl Server {
         status_json(&jobs, id).expect("just inserted")
     }
 
-    /// Blocks until a job is waiting (marking it running and returning its upload), or returns
+    /// Blocks until a job is waiting (marking it running and returning its id, upload, samples
+    /// and ensemble views), or returns
     /// `None` once the server is closed.
-    fn next_job(&self) -> Option<(u64, PathBuf, usize)> {
+    fn next_job(&self) -> Option<(u64, PathBuf, usize, usize)> {
         let mut jobs = self.jobs();
         loop {
             if jobs.closed {
@@ -213,7 +216,7 @@ impl Server {
                     total: 0,
                     started: Instant::now(),
                 };
-                return Some((id, job.upload.clone(), job.samples));
+                return Some((id, job.upload.clone(), job.samples, job.ensemble));
             }
             jobs = self.wake.wait(jobs).unwrap_or_else(|e| e.into_inner());
         }
@@ -259,6 +262,7 @@ fn status_json(jobs: &Jobs, id: u64) -> Option<Value> {
         "width": job.width,
         "height": job.height,
         "samples": job.samples,
+        "ensemble": job.ensemble,
         "input": format!("/api/jobs/{id}/input.png"),
         "download": format!("{stem}-restored.png"),
     });
@@ -316,10 +320,11 @@ pub fn spawn_worker(
     std::thread::Builder::new()
         .name("restore".into())
         .spawn(move || {
-            while let Some((id, upload, samples)) = server.next_job() {
+            while let Some((id, upload, samples, ensemble)) = server.next_job() {
                 let options = RestoreOptions {
                     memory_budget,
                     samples,
+                    ensemble,
                     ..RestoreOptions::default()
                 };
                 let run = catch_unwind(AssertUnwindSafe(|| {
@@ -498,6 +503,16 @@ async fn create_job(
             );
         }
     };
+    let ensemble = match query.get("ensemble").map(|s| s.parse::<usize>()) {
+        None => 1,
+        Some(Ok(n @ (1 | 2 | 4 | 8))) => n,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "ensemble must be 1, 2, 4 or 8 views of the photo (mirrored, flipped, turned)",
+            );
+        }
+    };
     let id = match server.admit() {
         Ok(id) => id,
         Err((status, message)) => return error(status, message),
@@ -512,6 +527,7 @@ async fn create_job(
                 width: image.width,
                 height: image.height,
                 samples,
+                ensemble,
                 upload,
                 state: JobState::Queued,
             };
@@ -712,6 +728,14 @@ mod tests {
             assert_eq!(status, StatusCode::BAD_REQUEST);
             assert!(msg.contains("samples"), "{msg}");
         }
+        for ensemble in ["0", "3", "16", "all"] {
+            let (status, msg) = post(
+                &format!("/api/jobs?name=a.png&ensemble={ensemble}"),
+                good.clone(),
+            );
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert!(msg.starts_with("ensemble must be 1, 2, 4 or 8"), "{msg}");
+        }
         // Nothing was queued and every refused upload's files are gone.
         let jobs = s.jobs();
         assert_eq!((jobs.active, jobs.map.len()), (0, 0));
@@ -751,8 +775,8 @@ mod tests {
         let status =
             |id: u64| json_of(&call(&rt, &app, "GET", &format!("/api/jobs/{id}"), vec![]).1);
         // The worker takes the first: it runs, the others move up but still wait behind it.
-        let (first, upload, samples) = s.next_job().unwrap();
-        assert_eq!((first, samples), (ids[0], 1));
+        let (first, upload, samples, ensemble) = s.next_job().unwrap();
+        assert_eq!((first, samples, ensemble), (ids[0], 1, 1));
         assert_eq!(read_image(&upload).unwrap().width, 16);
         assert_eq!(status(ids[0])["state"], "running");
         assert_eq!(status(ids[1])["ahead"], 1);
@@ -785,7 +809,7 @@ mod tests {
             &rt,
             &app,
             "POST",
-            "/api/jobs?name=small.png&samples=2",
+            "/api/jobs?name=small.png&samples=2&ensemble=2",
             png(40, 24),
         );
         assert_eq!(
@@ -806,6 +830,10 @@ mod tests {
         };
         assert_eq!(v["state"], "done", "{v}");
         assert_eq!(v["download"], "small-restored.png");
+        assert_eq!(
+            (v["samples"].as_u64(), v["ensemble"].as_u64()),
+            (Some(2), Some(2))
+        );
         let d = &v["degradation"];
         let p = d["probability"].as_f64().unwrap();
         assert!(d["name"].is_string() && (0.0..=1.0).contains(&p), "{v}");

@@ -11,7 +11,8 @@
 // 1. choosing the demo photo assets/demo/noisy-chelsea.png shows progress (tile by tile), then
 //    the label "noise NN%", and the downloaded result is a PNG of the input's size;
 // 2. the viewer zooms on the wheel;
-// 3. with "uncertainty map" ticked, the map is shown and offered for download;
+// 3. with "uncertainty map" ticked, the map is shown and offered for download; with "best
+//    quality" ticked, the photo is restored in 8 views ("· 8 views");
 // 4. two photos chosen at once are queued (one waits for the other) and both restored;
 // 5. a truncated PNG gets HTTP 400 and the crate's message "broken.png: truncated PNG …" on the
 //    page, a text file HTTP 415, a file beyond the upload limit HTTP 413, and the server keeps
@@ -127,6 +128,15 @@ try {
   await page.selectOption("#right", "restored");
   await page.uncheck("#unc");
   log(`uncertainty map shown: ${await page.textContent("#status")}`);
+
+  // 3b. Best quality: the photo restored in 8 views (mirrored, turned) and averaged.
+  log("uploading with best quality");
+  await page.check("#best");
+  await page.setInputFiles("#file", { name: "chelsea-8.png", mimeType: "image/png", buffer: fs.readFileSync(demo) });
+  await page.waitForSelector('#view[data-state="done"]', { timeout: 300_000 });
+  assert.match(await page.textContent("#status"), /· 8 views$/);
+  await page.uncheck("#best");
+  log(`best quality: ${await page.textContent("#status")}`);
 
   // 4. Two photos at once: the second waits for the first.
   log("uploading two photos at once");
