@@ -5,10 +5,12 @@
 //! ```text
 //! cargo run --release --example evaluate -- --model FILE --data DIR --out DIR \
 //!     [--tasks denoise_15,denoise_25,denoise_50,derain,dehaze,clean] [--max-side 1280] [--save-inputs]
+//!     [--ensemble 8]
 //! ```
 //! `--help` lists every option. Writes `OUT/results.md`, `OUT/results.csv`,
 //! `OUT/images/TASK/NAME.png`. Every image is restored as `restore` does (whole, or in tiles
-//! when it exceeds the default memory budget).
+//! when it exceeds the default memory budget; with `--ensemble N`, as `restore --ensemble N`
+//! does).
 
 mod common;
 
@@ -216,11 +218,16 @@ fn run(a: Args) -> Result<()> {
     };
     let md = format!(
         "# Evaluation of `{}`\n\nPSNR/SSIM on RGB in [0, 1] (scikit-image's definitions), images \
-         centre-cropped to a multiple of 16{}; test seed {seed}. \"input\" is the degraded image \
-         itself.\n\n{}{classification}",
+         centre-cropped to a multiple of 16{}; test seed {seed}{}. \"input\" is the degraded \
+         image itself.\n\n{}{classification}",
         model_path.display(),
         crop.map(|n| format!(" after a centre crop to at most {n}×{n}"))
             .unwrap_or_default(),
+        if ensemble > 1 {
+            format!("; restored as the mean of {ensemble} flipped and turned views (--ensemble)")
+        } else {
+            String::new()
+        },
         bench.table.to_markdown()
     );
     let io = |p: &Path| {
