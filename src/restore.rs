@@ -65,6 +65,10 @@ pub struct RestoreOptions {
     pub ensemble: usize,
 }
 
+/// The numbers of views [`RestoreOptions::ensemble`] takes (the first 1, 2, 4 or all 8 of
+/// [`ENSEMBLE_ORDER`]); the command line and the restoration page check theirs against it.
+pub const ENSEMBLE_VIEWS: [usize; 4] = [1, 2, 4, 8];
+
 /// The transforms of [`RestoreOptions::ensemble`], in the order they are taken: the identity,
 /// the mirror image (left–right), upside down, turned by 180°, then each of these four after
 /// swapping rows and columns (a transposition).
@@ -163,7 +167,7 @@ impl Restorer {
         if options.samples == 0 {
             return Err(Error::Config("samples must be at least 1".into()));
         }
-        if ![1, 2, 4, 8].contains(&options.ensemble) {
+        if !ENSEMBLE_VIEWS.contains(&options.ensemble) {
             return Err(Error::Config(format!(
                 "ensemble must be 1, 2, 4 or 8 transforms, not {}",
                 options.ensemble

@@ -15,10 +15,10 @@ use dppd::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Parses `--ensemble N`: the number of views of a geometric self-ensemble
-/// (`RestoreOptions::ensemble`), one of 1, 2, 4 and 8.
+/// (`RestoreOptions::ensemble`), one of `ENSEMBLE_VIEWS` (1, 2, 4 and 8).
 pub fn ensemble_views(value: &str) -> std::result::Result<usize, String> {
     match value.parse::<usize>() {
-        Ok(n @ (1 | 2 | 4 | 8)) => Ok(n),
+        Ok(n) if dppd::restore::ENSEMBLE_VIEWS.contains(&n) => Ok(n),
         _ => Err(format!(
             "{value:?} views: a self-ensemble takes 1, 2, 4 or 8 (mirrored, flipped, turned, transposed)"
         )),

@@ -28,7 +28,7 @@ use axum::routing::get;
 use burn::prelude::*;
 use dppd::data::{Image, read_image, write_image};
 use dppd::model::{DegradationPrediction, Restorer, TileConfig};
-use dppd::restore::RestoreOptions;
+use dppd::restore::{ENSEMBLE_VIEWS, RestoreOptions};
 use serde_json::{Value, json};
 
 /// The page: one self-contained HTML file (inline CSS and JavaScript, no network).
@@ -505,7 +505,7 @@ async fn create_job(
     };
     let ensemble = match query.get("ensemble").map(|s| s.parse::<usize>()) {
         None => 1,
-        Some(Ok(n @ (1 | 2 | 4 | 8))) => n,
+        Some(Ok(n)) if ENSEMBLE_VIEWS.contains(&n) => n,
         Some(_) => {
             return error(
                 StatusCode::BAD_REQUEST,
