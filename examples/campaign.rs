@@ -69,6 +69,11 @@ struct Scores {
     /// FNV-1a 64 of the held-out files, hex: scores are compared only on the same data.
     #[serde(default)]
     eval_data: String,
+    /// How the held-out photographs were restored (`inference()`): scores are compared only
+    /// when restored the same way. Empty in scores recorded before hazy photographs were
+    /// restored in tiles.
+    #[serde(default)]
+    inference: String,
     /// Mean over tasks of the per-task mean PSNR / SSIM.
     mean_psnr: f64,
     mean_ssim: f64,
@@ -189,17 +194,30 @@ fn data_fingerprint(data: &Path) -> Result<String> {
     Ok(fnv1a_hex(&all))
 }
 
+/// How the evaluation restores: the network's own restorations (`RestoreOptions::keep_clean`
+/// would return the photos it takes for clean unchanged, an infinite PSNR, hiding what the
+/// training does there), otherwise as `restore` does by default.
+fn eval_options() -> RestoreOptions {
+    RestoreOptions {
+        keep_clean: false,
+        ..RestoreOptions::default()
+    }
+}
+
+/// What in `options` changes the scores, in words (the state file keeps it with them).
+fn inference(options: &RestoreOptions) -> String {
+    match options.haze_tiles {
+        Some(t) => format!("haze in {}² tiles, overlap {}", t.tile, t.overlap),
+        None => "whole images".into(),
+    }
+}
+
 fn evaluate(weights: &Path, data: &Path, device: &Device) -> Result<Scores> {
     let bytes = std::fs::read(weights).map_err(io(weights))?;
     let model = Restorer::load(weights, device)?.valid();
     let entries = synthetic_entries(&data.join("zz-heldout"), &TaskMix::uniform(&EVAL_TASKS))?;
     let set = RestoreDataset::test(entries, EVAL_SEED).with_max_side(Some(EVAL_MAX_SIDE));
-    // the network's own restorations: RestoreOptions::keep_clean would return the photos it
-    // takes for clean unchanged (an infinite PSNR), hiding what the training does there
-    let options = RestoreOptions {
-        keep_clean: false,
-        ..RestoreOptions::default()
-    };
+    let options = eval_options();
     let b = benchmark(&model, &set, None, &options, device, |i, n, r| {
         eprint!(
             "\r  evaluating {}: {}/{n} ({} {:.2} dB)   ",
@@ -217,6 +235,7 @@ fn evaluate(weights: &Path, data: &Path, device: &Device) -> Result<Scores> {
     Ok(Scores {
         weights: fnv1a_hex(&bytes),
         eval_data: data_fingerprint(data)?,
+        inference: inference(&options),
         mean_psnr,
         mean_ssim,
         tasks: b
@@ -411,6 +430,7 @@ fn run(a: Args) -> Result<()> {
         Some(s)
             if s.weights == fnv1a_hex(&bytes)
                 && s.eval_data == data_fingerprint(&data)?
+                && s.inference == inference(&eval_options())
                 && !eval_only =>
         {
             s

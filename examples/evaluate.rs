@@ -9,8 +9,8 @@
 //! ```
 //! `--help` lists every option. Writes `OUT/results.md`, `OUT/results.csv`,
 //! `OUT/images/TASK/NAME.png`. Every image is restored as `restore` does (whole, or in tiles
-//! when it exceeds the default memory budget; with `--ensemble N`, as `restore --ensemble N`
-//! does).
+//! when it exceeds the default memory budget; what it takes for haze in 128-pixel tiles, as
+//! `--haze-tile` says; with `--ensemble N`, as `restore --ensemble N` does).
 
 mod common;
 
@@ -77,6 +77,10 @@ struct Args {
     /// image (mirrored, flipped, turned, transposed; 1, 2, 4 or 8; RestoreOptions::ensemble).
     #[arg(long, default_value_t = 1, value_parser = common::ensemble_views)]
     ensemble: usize,
+    /// Restore what the network takes for haze in N×N tiles cross-faded over N/4 pixels, as
+    /// restore does (RestoreOptions::haze_tiles); 0 restores haze whole.
+    #[arg(long, default_value_t = 128, value_parser = common::haze_tile)]
+    haze_tile: usize,
     /// flex (default), ndarray, wgpu, cuda: as built.
     #[arg(long, default_value = "flex")]
     device: String,
@@ -116,6 +120,7 @@ fn run(a: Args) -> Result<()> {
         save_inputs,
         restore_clean,
         ensemble,
+        haze_tile,
         device,
     } = a;
     let d = device_from_name(&device)?;
@@ -153,6 +158,7 @@ fn run(a: Args) -> Result<()> {
     let options = dppd::restore::RestoreOptions {
         keep_clean: !restore_clean,
         ensemble,
+        haze_tiles: common::haze_tiles(haze_tile),
         ..Default::default()
     };
     let bench = benchmark(&net, &set, crop, &options, &d, |i, n, r| {
@@ -223,11 +229,23 @@ fn run(a: Args) -> Result<()> {
         model_path.display(),
         crop.map(|n| format!(" after a centre crop to at most {n}×{n}"))
             .unwrap_or_default(),
-        if ensemble > 1 {
-            format!("; restored as the mean of {ensemble} flipped and turned views (--ensemble)")
-        } else {
-            String::new()
-        },
+        format!(
+            "{}; {}",
+            if ensemble > 1 {
+                format!(
+                    "; restored as the mean of {ensemble} flipped and turned views (--ensemble)"
+                )
+            } else {
+                String::new()
+            },
+            match haze_tile {
+                0 => "images taken for haze restored whole (--haze-tile 0)".to_string(),
+                n => format!(
+                    "images taken for haze restored in {n}×{n} tiles, overlap {} (--haze-tile)",
+                    n / 4
+                ),
+            }
+        ),
         bench.table.to_markdown()
     );
     let io = |p: &Path| {

@@ -553,3 +553,70 @@ fn the_self_ensemble_of_the_default_weights_gains_on_a_held_out_photograph() {
         );
     }
 }
+
+/// With the built-in weights a photograph taken for hazy is restored in tiles of the size of
+/// their training crops (`RestoreOptions::haze_tiles`), exactly as an explicit tiling would,
+/// and that removes far more haze than one pass over the whole image; a noisy photograph is
+/// restored whole, as before.
+#[test]
+fn hazy_photographs_are_restored_in_tiles_of_the_training_crop_size() {
+    use dppd::degrade::Haze;
+    use dppd::restore::HAZE_TILES;
+    let device = Device::flex();
+    let model = Restorer::pretrained(&device).unwrap();
+    let clean = photo("coffee.png").crop(100, 60, 384, 256).unwrap();
+    let hazy = Haze::fixed(2.0, 0.9).apply(&clean, &mut rng_from_seed(3));
+    let restore = |image: &Image, options: RestoreOptions| {
+        let options = RestoreOptions {
+            keep_clean: false,
+            ..options
+        };
+        model
+            .restore_image(image, &options, &device, |_, _| {})
+            .unwrap()
+    };
+    let routed = restore(&hazy, RestoreOptions::default());
+    assert_eq!(routed.degradation.as_ref().unwrap().name, "haze");
+    assert_eq!(routed.tiles, Some(HAZE_TILES));
+    let explicit = restore(
+        &hazy,
+        RestoreOptions {
+            tiles: Some(HAZE_TILES),
+            haze_tiles: None,
+            ..RestoreOptions::default()
+        },
+    );
+    assert_eq!(routed.image.data, explicit.image.data);
+    let whole = restore(
+        &hazy,
+        RestoreOptions {
+            haze_tiles: None,
+            ..RestoreOptions::default()
+        },
+    );
+    assert_eq!(whole.tiles, None);
+    let (input, whole, tiled) = (
+        psnr(&hazy, &clean).unwrap(),
+        psnr(&whole.image, &clean).unwrap(),
+        psnr(&routed.image, &clean).unwrap(),
+    );
+    println!("hazy input {input:.2} dB, whole image {whole:.2} dB, in tiles {tiled:.2} dB");
+    assert!(tiled > whole + 1.0, "{whole:.2} → {tiled:.2} dB");
+
+    let noisy = noisy(&clean, 25.0, 7);
+    let r = restore(&noisy, RestoreOptions::default());
+    assert_eq!(r.degradation.unwrap().name, "noise");
+    assert_eq!(r.tiles, None);
+
+    let bad = RestoreOptions {
+        haze_tiles: Some(TileConfig {
+            tile: 100,
+            overlap: 8,
+        }),
+        ..RestoreOptions::default()
+    };
+    let err = model
+        .restore_image(&hazy, &bad, &device, |_, _| {})
+        .unwrap_err();
+    assert!(err.to_string().contains("multiple of 8"), "{err}");
+}

@@ -1,5 +1,5 @@
 //! What the examples share: how a network is loaded from the command line's options and how
-//! their `--ensemble` is read (restore and evaluate), and how a training run is shown on the
+//! their `--ensemble` and `--haze-tile` are read (restore and evaluate), and how a training run is shown on the
 //! terminal (train and campaign).
 
 // each example uses a part of this module
@@ -23,6 +23,25 @@ pub fn ensemble_views(value: &str) -> std::result::Result<usize, String> {
             "{value:?} views: a self-ensemble takes 1, 2, 4 or 8 (mirrored, flipped, turned, transposed)"
         )),
     }
+}
+
+/// Parses `--haze-tile N`: the side of the tiles an image taken for haze is restored in
+/// (`RestoreOptions::haze_tiles`, overlap N/4), or 0 for none.
+pub fn haze_tile(value: &str) -> std::result::Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if n == 0 || (n >= 16 && n.is_multiple_of(8)) => Ok(n),
+        _ => Err(format!(
+            "{value:?}: a tile side (a multiple of 8, at least 16), or 0 to restore haze whole"
+        )),
+    }
+}
+
+/// `RestoreOptions::haze_tiles` for `--haze-tile N` (already checked by [`haze_tile`]).
+pub fn haze_tiles(n: usize) -> Option<dppd::model::TileConfig> {
+    (n > 0).then_some(dppd::model::TileConfig {
+        tile: n,
+        overlap: n / 4,
+    })
 }
 
 /// The network the options name, and where it came from (for a message). The one rule of the
