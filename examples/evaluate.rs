@@ -222,30 +222,25 @@ fn run(a: Args) -> Result<()> {
             bench.confusion.to_markdown()
         ),
     };
+    let views = if ensemble > 1 {
+        format!("; restored as the mean of {ensemble} flipped and turned views (--ensemble)")
+    } else {
+        String::new()
+    };
+    let haze = match haze_tile {
+        0 => "images taken for haze restored whole (--haze-tile 0)".to_string(),
+        n => format!(
+            "images taken for haze restored in {n}×{n} tiles, overlap {} (--haze-tile)",
+            n / 4
+        ),
+    };
     let md = format!(
         "# Evaluation of `{}`\n\nPSNR/SSIM on RGB in [0, 1] (scikit-image's definitions), images \
-         centre-cropped to a multiple of 16{}; test seed {seed}{}. \"input\" is the degraded \
-         image itself.\n\n{}{classification}",
+         centre-cropped to a multiple of 16{}; test seed {seed}{views}; {haze}. \"input\" is the \
+         degraded image itself.\n\n{}{classification}",
         model_path.display(),
         crop.map(|n| format!(" after a centre crop to at most {n}×{n}"))
             .unwrap_or_default(),
-        format!(
-            "{}; {}",
-            if ensemble > 1 {
-                format!(
-                    "; restored as the mean of {ensemble} flipped and turned views (--ensemble)"
-                )
-            } else {
-                String::new()
-            },
-            match haze_tile {
-                0 => "images taken for haze restored whole (--haze-tile 0)".to_string(),
-                n => format!(
-                    "images taken for haze restored in {n}×{n} tiles, overlap {} (--haze-tile)",
-                    n / 4
-                ),
-            }
-        ),
         bench.table.to_markdown()
     );
     let io = |p: &Path| {
