@@ -68,10 +68,10 @@ pub struct RestoreOptions {
     /// its prompt assignment take statistics over their whole input, and a network trained on
     /// small crops (the built-in weights: 128²) removes far less haze from a whole photograph
     /// than from crops of the size it learned on: on the README's held-out hazy photographs
-    /// the built-in weights reach 13.8 dB whole and 17.9 dB in [`HAZE_TILES`], while noise and
+    /// the stretch-9 weights reach 13.8 dB whole and 17.8 dB in [`HAZE_TILES`], while noise and
     /// rain move by less than 0.2 dB either way (`docs/default-weights.md`), so only haze is
     /// restored this way. For a whole image the degradation comes from a whole-image pass; an
-    /// image taken for haze is then restored again in these tiles (about three times the time
+    /// image taken for haze is then restored again in these tiles (about 2.5 times the time
     /// of one pass). For an image restored in tiles anyway ([`tiles`](Self::tiles) or the
     /// memory budget), these are used instead when they are smaller. The reported degradation,
     /// and [`keep_clean`](Self::keep_clean), stay those of the whole image (or of its centre
