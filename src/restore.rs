@@ -81,7 +81,7 @@ pub struct RestoreOptions {
 
 /// The default of [`RestoreOptions::haze_tiles`]: 128-pixel tiles, the size of the crops the
 /// built-in weights were trained on, cross-faded over 32 pixels (a quarter of the tile: 0.3 dB
-/// better on haze than an eighth, at 1.3 times the tiles).
+/// better on haze than an eighth, at 1.4 times the tiles).
 pub const HAZE_TILES: TileConfig = TileConfig {
     tile: 128,
     overlap: 32,
