@@ -27,12 +27,18 @@ pub fn ensemble_views(value: &str) -> std::result::Result<usize, String> {
 
 /// Parses `--haze-tile N`: the side of the tiles an image taken for haze is restored in
 /// (`RestoreOptions::haze_tiles`, overlap N/4), or 0 for none.
+/// The tile rule is the library's (`TileConfig::validate`).
 pub fn haze_tile(value: &str) -> std::result::Result<usize, String> {
-    match value.parse::<usize>() {
-        Ok(n) if n == 0 || (n >= 16 && n.is_multiple_of(8)) => Ok(n),
-        _ => Err(format!(
-            "{value:?}: a tile side (a multiple of 8, at least 16), or 0 to restore haze whole"
-        )),
+    let whole = "or 0 to restore haze whole";
+    let n = value
+        .parse::<usize>()
+        .map_err(|_| format!("{value:?}: a tile side (a multiple of 8, at least 16), {whole}"))?;
+    match haze_tiles(n) {
+        None => Ok(0),
+        Some(t) => t
+            .validate()
+            .map(|()| n)
+            .map_err(|e| format!("{value:?}: {e}; {whole}")),
     }
 }
 
