@@ -206,9 +206,16 @@ fn eval_options() -> RestoreOptions {
 
 /// What in `options` changes the scores, in words (the state file keeps it with them).
 fn inference(options: &RestoreOptions) -> String {
-    match options.haze_tiles {
-        Some(t) => format!("haze in {}² tiles, overlap {}", t.tile, t.overlap),
-        None => "whole images".into(),
+    let attention = options
+        .local_attention
+        .map(|t| format!("attention in {}² windows, overlap {}", t.tile, t.overlap));
+    let haze = options
+        .haze_tiles
+        .map(|t| format!("haze in {}² tiles, overlap {}", t.tile, t.overlap));
+    match (attention, haze) {
+        (None, None) => "whole images".into(),
+        (Some(a), Some(h)) => format!("{a}; {h}"),
+        (Some(one), None) | (None, Some(one)) => one,
     }
 }
 

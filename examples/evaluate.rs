@@ -77,9 +77,14 @@ struct Args {
     /// image (mirrored, flipped, turned, transposed; 1, 2, 4 or 8; RestoreOptions::ensemble).
     #[arg(long, default_value_t = 1, value_parser = common::ensemble_views)]
     ensemble: usize,
+    /// Compute the attention maps in windows of N×N pixels (overlap N/4), as restore does
+    /// (RestoreOptions::local_attention); 0 computes them over the whole image.
+    #[arg(long, default_value_t = 128, value_parser = common::local_window)]
+    local_attention: usize,
     /// Restore what the network takes for haze in N×N tiles cross-faded over N/4 pixels, as
-    /// restore does (RestoreOptions::haze_tiles); 0 restores haze whole.
-    #[arg(long, default_value_t = 128, value_parser = common::haze_tile)]
+    /// restore --haze-tile N does (RestoreOptions::haze_tiles); 0 (the default) restores haze
+    /// like any other image.
+    #[arg(long, default_value_t = 0, value_parser = common::haze_tile)]
     haze_tile: usize,
     /// flex (default), ndarray, wgpu, cuda: as built.
     #[arg(long, default_value = "flex")]
@@ -121,6 +126,7 @@ fn run(a: Args) -> Result<()> {
         restore_clean,
         ensemble,
         haze_tile,
+        local_attention,
         device,
     } = a;
     let d = device_from_name(&device)?;
@@ -158,7 +164,8 @@ fn run(a: Args) -> Result<()> {
     let options = dppd::restore::RestoreOptions {
         keep_clean: !restore_clean,
         ensemble,
-        haze_tiles: common::haze_tiles(haze_tile),
+        local_attention: common::square(local_attention),
+        haze_tiles: common::square(haze_tile),
         ..Default::default()
     };
     let bench = benchmark(&net, &set, crop, &options, &d, |i, n, r| {

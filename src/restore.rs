@@ -63,25 +63,38 @@ pub struct RestoreOptions {
     /// [`samples`](Self::samples) `> 1` every view is sampled that often and
     /// [`Restoration::uncertainty`] is the mean of the views' standard deviations.
     pub ensemble: usize,
-    /// Restore what the network recognises as haze in tiles of this size (default
-    /// [`HAZE_TILES`]); `None` restores it like any other image. The network's attention and
-    /// its prompt assignment take statistics over their whole input, and a network trained on
-    /// small crops (the built-in weights: 128²) removes far less haze from a whole photograph
-    /// than from crops of the size it learned on: on the README's held-out hazy photographs
-    /// the stretch-9 weights reach 13.8 dB whole and 17.8 dB in [`HAZE_TILES`], while noise and
-    /// rain move by less than 0.2 dB either way (`docs/default-weights.md`), so only haze is
-    /// restored this way. For a whole image the degradation comes from a whole-image pass; an
-    /// image taken for haze is then restored again in these tiles (about 2.5 times the time
-    /// of one pass). For an image restored in tiles anyway ([`tiles`](Self::tiles) or the
-    /// memory budget), these are used instead when they are smaller. The reported degradation,
-    /// and [`keep_clean`](Self::keep_clean), stay those of the whole image (or of its centre
-    /// crop, when tiled). No effect on networks without a prototype named `haze`.
+    /// Compute the network's attention maps in local windows of this size (default
+    /// [`LOCAL_ATTENTION`]; [`Restorer::set_local_attention`]); `None` computes them over the
+    /// whole image. MDTA takes each attention map over all the pixels of its input, and a
+    /// network trained on small crops (the built-in weights: 128²) meets other statistics on a
+    /// whole photograph: on the README's held-out hazy photographs the stretch-12 weights remove
+    /// far less haze with global attention (14.50 dB) than with windows of the training crop
+    /// size (18.05 dB), while noise gains 0.07–0.15 dB and rain loses 0.09 dB
+    /// (`docs/default-weights.md`). One pass either way; the windows cost about 10% more time.
+    pub local_attention: Option<TileConfig>,
+    /// Restore what the network recognises as haze in tiles of this size (default `None`;
+    /// [`HAZE_TILES`] is the tiling measured best for the built-in weights): on the README's
+    /// hazy photographs it scores 0.4 dB above [`local_attention`](Self::local_attention)
+    /// alone, at about 2.5 times the time of one pass. The degradation comes from a first
+    /// pass over the whole image, and an image taken for haze is then restored again in these
+    /// tiles. For an image restored in tiles anyway ([`tiles`](Self::tiles) or the memory
+    /// budget), these are used instead when they are smaller. The reported degradation, and
+    /// [`keep_clean`](Self::keep_clean), stay those of the whole image (or of its centre crop,
+    /// when tiled). No effect on networks without a prototype named `haze`.
     pub haze_tiles: Option<TileConfig>,
 }
 
-/// The default of [`RestoreOptions::haze_tiles`]: 128-pixel tiles, the size of the crops the
-/// built-in weights were trained on, cross-faded over 32 pixels (a quarter of the tile: 0.3 dB
-/// better on haze than an eighth, at 1.4 times the tiles).
+/// The default of [`RestoreOptions::local_attention`]: windows of 128 pixels at full
+/// resolution, the size of the crops the built-in weights were trained on, sharing 32 (a
+/// quarter; without overlap haze loses 0.2 dB).
+pub const LOCAL_ATTENTION: TileConfig = TileConfig {
+    tile: 128,
+    overlap: 32,
+};
+
+/// The tiles measured best for [`RestoreOptions::haze_tiles`] with the built-in weights:
+/// 128-pixel tiles, the size of the training crops, cross-faded over 32 pixels (a quarter of
+/// the tile: 0.3 dB better on haze than an eighth, at 1.4 times the tiles).
 pub const HAZE_TILES: TileConfig = TileConfig {
     tile: 128,
     overlap: 32,
@@ -131,7 +144,8 @@ impl Default for RestoreOptions {
             in_place: false,
             keep_clean: true,
             ensemble: 1,
-            haze_tiles: Some(HAZE_TILES),
+            local_attention: Some(LOCAL_ATTENTION),
+            haze_tiles: None,
         }
     }
 }
@@ -163,6 +177,11 @@ impl Restorer {
         device: &Device,
         progress: impl FnMut(usize, usize),
     ) -> Result<Restoration> {
+        if self.local_attention() != options.local_attention {
+            let mut model = self.clone();
+            model.set_local_attention(options.local_attention)?;
+            return model.restore_image(image, options, device, progress);
+        }
         let mut r = self.restore_unguarded(image, options, device, progress)?;
         if !options.keep_clean {
             return Ok(r);

@@ -554,14 +554,15 @@ fn the_self_ensemble_of_the_default_weights_gains_on_a_held_out_photograph() {
     }
 }
 
-/// With the built-in weights a photograph taken for hazy is restored in tiles of the size of
-/// their training crops (`RestoreOptions::haze_tiles`), exactly as an explicit tiling would,
-/// and that removes far more haze than one pass over the whole image; a noisy photograph is
-/// restored whole, as before.
+/// With the built-in weights the attention maps are computed in windows of the size of the
+/// training crops (`RestoreOptions::local_attention`), which removes far more haze than
+/// attention over the whole image, in one pass; asked for, a photograph taken for haze is
+/// restored again in tiles of that size (`RestoreOptions::haze_tiles`), exactly as an explicit
+/// tiling would, and a noisy one is not.
 #[test]
-fn hazy_photographs_are_restored_in_tiles_of_the_training_crop_size() {
+fn hazy_photographs_are_restored_with_the_attention_of_the_training_crop_size() {
     use dppd::degrade::Haze;
-    use dppd::restore::HAZE_TILES;
+    use dppd::restore::{HAZE_TILES, LOCAL_ATTENTION};
     let device = Device::flex();
     let model = Restorer::pretrained(&device).unwrap();
     let clean = photo("coffee.png").crop(100, 60, 384, 256).unwrap();
@@ -575,48 +576,91 @@ fn hazy_photographs_are_restored_in_tiles_of_the_training_crop_size() {
             .restore_image(image, &options, &device, |_, _| {})
             .unwrap()
     };
-    let routed = restore(&hazy, RestoreOptions::default());
-    assert_eq!(routed.degradation.as_ref().unwrap().name, "haze");
+    let local = restore(&hazy, RestoreOptions::default());
+    assert_eq!(local.degradation.as_ref().unwrap().name, "haze");
+    assert_eq!(local.tiles, None);
+    let global = restore(
+        &hazy,
+        RestoreOptions {
+            local_attention: None,
+            ..RestoreOptions::default()
+        },
+    );
+    assert_eq!(global.tiles, None);
+    // the model's own setting is what the options set: the same restoration
+    let mut windowed = model.clone();
+    windowed.set_local_attention(Some(LOCAL_ATTENTION)).unwrap();
+    let direct = windowed
+        .restore_image(
+            &hazy,
+            &RestoreOptions {
+                keep_clean: false,
+                ..RestoreOptions::default()
+            },
+            &device,
+            |_, _| {},
+        )
+        .unwrap();
+    assert_eq!(direct.image.data, local.image.data);
+
+    let routed = restore(
+        &hazy,
+        RestoreOptions {
+            haze_tiles: Some(HAZE_TILES),
+            ..RestoreOptions::default()
+        },
+    );
     assert_eq!(routed.tiles, Some(HAZE_TILES));
     let explicit = restore(
         &hazy,
         RestoreOptions {
             tiles: Some(HAZE_TILES),
-            haze_tiles: None,
             ..RestoreOptions::default()
         },
     );
     assert_eq!(routed.image.data, explicit.image.data);
-    let whole = restore(
-        &hazy,
+    let psnr_of = |r: &dppd::restore::Restoration| psnr(&r.image, &clean).unwrap();
+    let (input, global, local, tiled) = (
+        psnr(&hazy, &clean).unwrap(),
+        psnr_of(&global),
+        psnr_of(&local),
+        psnr_of(&routed),
+    );
+    println!(
+        "hazy input {input:.2} dB, global attention {global:.2} dB, local attention {local:.2} dB, \
+         haze tiles {tiled:.2} dB"
+    );
+    assert!(local > global + 1.0, "{global:.2} → {local:.2} dB");
+    assert!(tiled > global + 1.0, "{global:.2} → {tiled:.2} dB");
+
+    let noisy = noisy(&clean, 25.0, 7);
+    let r = restore(
+        &noisy,
         RestoreOptions {
-            haze_tiles: None,
+            haze_tiles: Some(HAZE_TILES),
             ..RestoreOptions::default()
         },
     );
-    assert_eq!(whole.tiles, None);
-    let (input, whole, tiled) = (
-        psnr(&hazy, &clean).unwrap(),
-        psnr(&whole.image, &clean).unwrap(),
-        psnr(&routed.image, &clean).unwrap(),
-    );
-    println!("hazy input {input:.2} dB, whole image {whole:.2} dB, in tiles {tiled:.2} dB");
-    assert!(tiled > whole + 1.0, "{whole:.2} → {tiled:.2} dB");
-
-    let noisy = noisy(&clean, 25.0, 7);
-    let r = restore(&noisy, RestoreOptions::default());
     assert_eq!(r.degradation.unwrap().name, "noise");
     assert_eq!(r.tiles, None);
 
-    let bad = RestoreOptions {
-        haze_tiles: Some(TileConfig {
-            tile: 100,
-            overlap: 8,
-        }),
-        ..RestoreOptions::default()
+    let bad = TileConfig {
+        tile: 100,
+        overlap: 8,
     };
-    let err = model
-        .restore_image(&hazy, &bad, &device, |_, _| {})
-        .unwrap_err();
-    assert!(err.to_string().contains("multiple of 8"), "{err}");
+    for options in [
+        RestoreOptions {
+            haze_tiles: Some(bad),
+            ..RestoreOptions::default()
+        },
+        RestoreOptions {
+            local_attention: Some(bad),
+            ..RestoreOptions::default()
+        },
+    ] {
+        let err = model
+            .restore_image(&hazy, &options, &device, |_, _| {})
+            .unwrap_err();
+        assert!(err.to_string().contains("multiple of 8"), "{err}");
+    }
 }

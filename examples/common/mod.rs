@@ -1,5 +1,5 @@
 //! What the examples share: how a network is loaded from the command line's options and how
-//! their `--ensemble` and `--haze-tile` are read (restore and evaluate), and how a training run
+//! their `--ensemble`, `--local-attention` and `--haze-tile` are read (restore and evaluate), and how a training run
 //! is shown on the terminal (train and campaign).
 
 // each example uses a part of this module
@@ -27,23 +27,34 @@ pub fn ensemble_views(value: &str) -> std::result::Result<usize, String> {
 
 /// Parses `--haze-tile N`: the side of the tiles an image taken for haze is restored in
 /// (`RestoreOptions::haze_tiles`, overlap N/4), or 0 for none.
-/// The tile rule is the library's (`TileConfig::validate`).
 pub fn haze_tile(value: &str) -> std::result::Result<usize, String> {
-    let whole = "or 0 to restore haze whole";
+    side_or_zero(value, "or 0 to restore haze like any other image")
+}
+
+/// Parses `--local-attention N`: the side of the windows the attention maps are computed in
+/// (`RestoreOptions::local_attention`, overlap N/4), or 0 for the whole image.
+pub fn local_window(value: &str) -> std::result::Result<usize, String> {
+    side_or_zero(value, "or 0 for attention over the whole image")
+}
+
+/// A square side checked by the library's rule (`TileConfig::validate`), or 0 (`zero` says
+/// what 0 means, for the message).
+fn side_or_zero(value: &str, zero: &str) -> std::result::Result<usize, String> {
     let n = value
         .parse::<usize>()
-        .map_err(|_| format!("{value:?}: a tile side (a multiple of 8, at least 16), {whole}"))?;
-    match haze_tiles(n) {
+        .map_err(|_| format!("{value:?}: a side (a multiple of 8, at least 16), {zero}"))?;
+    match square(n) {
         None => Ok(0),
         Some(t) => t
             .validate()
             .map(|()| n)
-            .map_err(|e| format!("{value:?}: {e}; {whole}")),
+            .map_err(|e| format!("{value:?}: {e}; {zero}")),
     }
 }
 
-/// `RestoreOptions::haze_tiles` for `--haze-tile N` (already checked by [`haze_tile`]).
-pub fn haze_tiles(n: usize) -> Option<dppd::model::TileConfig> {
+/// The `TileConfig` of `--haze-tile N` or `--local-attention N` (already checked): N×N,
+/// overlap N/4; `None` for 0.
+pub fn square(n: usize) -> Option<dppd::model::TileConfig> {
     (n > 0).then_some(dppd::model::TileConfig {
         tile: n,
         overlap: n / 4,

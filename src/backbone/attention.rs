@@ -6,6 +6,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use super::{conv, depthwise3x3};
+use crate::model::{TileConfig, blend_windows};
 
 /// Configuration of an [`Attention`] block.
 #[derive(Config, Debug)]
@@ -32,6 +33,9 @@ pub struct Attention {
     /// 1×1 convolution `C → C`.
     pub project_out: Conv2d,
     heads: usize,
+    /// Local windows for the attention maps at inference (see [`Attention::set_local`]).
+    #[module(skip)]
+    local: Option<TileConfig>,
 }
 
 impl AttentionConfig {
@@ -49,6 +53,7 @@ impl AttentionConfig {
             qkv_dwconv: depthwise3x3(self.dim * 3, self.bias, device),
             project_out: conv(self.dim, self.dim, 1, self.bias, device),
             heads: self.heads,
+            local: None,
         }
     }
 }
@@ -63,6 +68,28 @@ impl Attention {
     /// The number of heads.
     pub fn heads(&self) -> usize {
         self.heads
+    }
+
+    /// Computes the attention maps in local windows of `window.tile` pixels (sharing
+    /// `window.overlap`) instead of over the whole input, on inputs larger than a window;
+    /// `None` (the default) restores global attention. Each window's output is its maps
+    /// applied to its values, and the windows are cross-faded over their overlaps as tiles are.
+    ///
+    /// This is TLC's local attention (Chu et al., "Improving Image Restoration by Revisiting
+    /// Global Information Aggregation", ECCV 2022): a network trained on crops of one size
+    /// sees attention statistics of that size at inference, without restoring in tiles.
+    pub fn set_local(&mut self, window: Option<TileConfig>) {
+        self.local = window;
+    }
+
+    /// The local window in use (see [`Attention::set_local`]).
+    pub fn local(&self) -> Option<TileConfig> {
+        self.local
+    }
+
+    /// The local window, when an `h × w` input is larger than it.
+    pub(crate) fn local_for(&self, h: usize, w: usize) -> Option<TileConfig> {
+        self.local.filter(|t| h > t.tile || w > t.tile)
     }
 
     /// # Shapes
@@ -102,6 +129,32 @@ impl Attention {
             .bias
             .as_ref()
             .map(|b| cpu::into_vec(b.val()));
+        if let Some(window) = self.local_for(h, w) {
+            let dst: &mut [f32] = match out {
+                cpu::Out::Fresh(v) => {
+                    *v = vec![0.0; b * c * n];
+                    v
+                }
+                cpu::Out::Add(v) => v,
+            };
+            for (item, dst) in qkv.chunks(3 * c * n).zip(dst.chunks_mut(c * n)) {
+                cpu::local_attention(
+                    item,
+                    (c, self.heads),
+                    (h, w),
+                    window,
+                    &temperature,
+                    &w_out,
+                    dst,
+                );
+                if let Some(bias) = &bias {
+                    for (plane, &b) in dst.chunks_mut(n).zip(bias) {
+                        plane.iter_mut().for_each(|v| *v += b);
+                    }
+                }
+            }
+            return;
+        }
         let mixing = |i: usize| {
             let item = &qkv[i * 3 * c * n..(i + 1) * 3 * c * n];
             std::borrow::Cow::Owned(cpu::channel_attention(
@@ -125,8 +178,23 @@ impl Attention {
 
     /// The block with burn's tensor operations (every backend, autodiff).
     fn forward_ops(&self, x: Tensor<4>) -> Tensor<4> {
-        let [b, c, h, w] = x.dims();
+        let [_, c, h, w] = x.dims();
         let qkv = self.qkv_dwconv.forward(self.qkv.forward(x));
+        let out = match self.local_for(h, w) {
+            None => self.attend(qkv),
+            Some(window) => blend_windows(&qkv, c, window, |part| self.attend(part)),
+        };
+        match &self.project_out.bias {
+            Some(bias) => out + bias.val().reshape([1, c, 1, 1]),
+            None => out,
+        }
+    }
+
+    /// MDTA's attention on `qkv: [B, 3C, H, W]` (after the depthwise convolution), with the
+    /// output projection and without its bias: `[B, C, H, W]`.
+    fn attend(&self, qkv: Tensor<4>) -> Tensor<4> {
+        let [b, c3, h, w] = qkv.dims();
+        let c = c3 / 3;
         let mut parts = qkv.chunk(3, 1).into_iter();
         let hd = c / self.heads;
         let mut heads = || parts.next().unwrap().reshape([b, self.heads, hd, h * w]);
@@ -147,12 +215,9 @@ impl Attention {
             .reshape([1, c, self.heads, hd]);
         let w_out = w_out.swap_dims(1, 2).expand([b, self.heads, c, hd]);
         let mixing = w_out.matmul(attn).swap_dims(1, 2).reshape([b, c, c]);
-        let out = mixing.matmul(v.reshape([b, c, h * w]));
-        let out = match &self.project_out.bias {
-            Some(bias) => out + bias.val().reshape([1, c, 1]),
-            None => out,
-        };
-        out.reshape([b, c, h, w])
+        mixing
+            .matmul(v.reshape([b, c, h * w]))
+            .reshape([b, c, h, w])
     }
 }
 
@@ -199,6 +264,65 @@ mod tests {
             let diff = max_abs_diff(att.forward(x.clone()), att.forward_ops(x));
             assert!(diff < 1e-5, "heads {heads}: {diff}");
         }
+    }
+
+    fn random_attention(c: usize, heads: usize, d: &Device) -> Attention {
+        let mut att = AttentionConfig::new(c, heads).with_bias(true).init(d);
+        att.temperature = Param::from_tensor(Tensor::random(
+            [heads, 1, 1],
+            Distribution::Uniform(0.5, 3.0),
+            d,
+        ));
+        att
+    }
+
+    /// Local windows: the CPU kernels against burn's operations, over several windows in both
+    /// directions (the last ones shifted to end at the border), two items, one and several
+    /// heads.
+    #[test]
+    fn local_windows_on_the_cpu_path_equal_burns_ops() {
+        let d = device();
+        for (heads, tile, overlap) in [(1, 16, 4), (3, 24, 8), (2, 16, 0)] {
+            let mut att = random_attention(12, heads, &d);
+            att.set_local(Some(TileConfig { tile, overlap }));
+            let x = Tensor::<4>::random([2, 12, 41, 53], Distribution::Normal(0.0, 1.0), &d);
+            let diff = max_abs_diff(att.forward(x.clone()), att.forward_ops(x));
+            assert!(diff < 1e-5, "heads {heads}, {tile}/{overlap}: {diff}");
+        }
+    }
+
+    /// Windows that tile the input without overlap give, in each window, the attention of
+    /// that window alone (with the depthwise convolution before the attention made the
+    /// identity, which would otherwise see across a window's border but not across a crop's);
+    /// a window as large as the input changes nothing.
+    #[test]
+    fn local_windows_are_the_attention_of_each_window() {
+        let d = device();
+        let mut att = random_attention(8, 2, &d);
+        let mut centre = vec![0.0f32; 24 * 9];
+        (0..24).for_each(|ch| centre[ch * 9 + 4] = 1.0);
+        att.qkv_dwconv.weight = Param::from_tensor(tensor(centre, [24, 1, 3, 3], &d));
+        att.qkv_dwconv.bias = None;
+        let x = Tensor::<4>::random([1, 8, 32, 48], Distribution::Normal(0.0, 1.0), &d);
+        let global = att.forward(x.clone());
+        att.set_local(Some(TileConfig {
+            tile: 16,
+            overlap: 0,
+        }));
+        let local = att.forward(x.clone());
+        assert!(max_abs_diff(local.clone(), global.clone()) > 1e-3);
+        att.set_local(None);
+        for (y0, x0) in [(0, 0), (16, 0), (0, 32), (16, 16)] {
+            let r = [0..1, 0..8, y0..y0 + 16, x0..x0 + 16];
+            let alone = att.forward(x.clone().slice(r.clone()));
+            let diff = max_abs_diff(local.clone().slice(r), alone);
+            assert!(diff < 1e-5, "window at ({y0}, {x0}): {diff}");
+        }
+        att.set_local(Some(TileConfig {
+            tile: 48,
+            overlap: 8,
+        }));
+        assert_eq!(max_abs_diff(att.forward(x), global), 0.0);
     }
 
     /// Against a direct loop implementation of the same formula on a small case.

@@ -4,8 +4,9 @@ use rayon::prelude::*;
 
 use super::conv::dot;
 use super::engine::{
-    View, Weights, column_block, gemm1, matmul_items, outer_sum, simd, sum_in_order,
+    SharedMut, View, Weights, column_block, gemm1, matmul_items, outer_sum, simd, sum_in_order,
 };
+use crate::model::{TileConfig, ramp, tile_origins};
 
 /// Sum of squares with eight independent accumulators (so it vectorises).
 #[inline(always)]
@@ -32,7 +33,7 @@ pub(crate) struct Maps {
 }
 
 /// MDTA after its depthwise convolution, for one batch item: from `qkv: [3C, N]` (queries,
-/// keys, values), the per-head attention maps `A_h = softmax(τ_h · q̂_h·k̂_hᵀ)` with L2
+/// keys, values; only the queries and keys are read), the per-head attention maps `A_h = softmax(τ_h · q̂_h·k̂_hᵀ)` with L2
 /// normalised rows (norms at least 1e-12, as `F.normalize`). The products over the pixels are
 /// accumulated per column block (one `gemm` call per head and block) and summed.
 pub(crate) fn attention_maps(
@@ -42,7 +43,7 @@ pub(crate) fn attention_maps(
     n: usize,
     temperature: &[f32],
 ) -> Maps {
-    assert!(qkv.len() >= 3 * c * n && temperature.len() == heads);
+    assert!(qkv.len() >= 2 * c * n && temperature.len() == heads);
     let hd = c / heads;
     let (q, k) = (&qkv[..c * n], &qkv[c * n..2 * c * n]);
     // Per column block: every head's hd×hd partial products, then |q_i|² and |k_j|².
@@ -143,6 +144,108 @@ pub(crate) fn channel_attention(
     assert!(w_out.len() == c * c);
     let maps = attention_maps(qkv, c, heads, n, temperature);
     fold(w_out, &maps.attn, c, heads)
+}
+
+/// MDTA in local windows, for one item (TLC, Chu et al., ECCV 2022): the attention maps of
+/// [`channel_attention`] are computed over each window of `window.tile` pixels (the windows of
+/// [`tile_origins`], sharing `window.overlap`), and each pixel's output is the average of its
+/// windows' `M_w · v`, weighted by the tiles' cross-fade ([`ramp`]). Adds the result to
+/// `out: [C, H·W]` (the bias is not included).
+///
+/// The weight of window `w` at pixel `(y, x)` is `ry_w(y) · rx_w(x)`, and the windows form a
+/// grid, so the weights' sum is `Ry(y) · Rx(x)`: the ramps are normalised per axis, and each
+/// image row accumulates `M_w · (α_w ∘ v)` over the windows that cover it directly into `out`
+/// (one `gemm` per window and row), the rows in parallel, each in the windows' fixed order.
+pub(crate) fn local_attention(
+    qkv: &[f32],
+    (c, heads): (usize, usize),
+    (h, w): (usize, usize),
+    window: TileConfig,
+    temperature: &[f32],
+    w_out: &[f32],
+    out: &mut [f32],
+) {
+    let n = h * w;
+    assert!(qkv.len() >= 3 * c * n && out.len() >= c * n);
+    let (th, tw) = (window.tile.min(h), window.tile.min(w));
+    let wn = th * tw;
+    let ys = tile_origins(h, th, window.overlap);
+    let xs = tile_origins(w, tw, window.overlap);
+    // per axis: each window's ramp divided by the sum of the ramps at each position
+    let normalised = |origins: &[usize], t: usize, len: usize| -> Vec<Vec<f32>> {
+        let ramps: Vec<Vec<f32>> = origins
+            .iter()
+            .map(|&o| ramp(t, o, len, window.overlap))
+            .collect();
+        let mut sum = vec![0.0f32; len];
+        for (&o, r) in origins.iter().zip(&ramps) {
+            sum[o..o + t].iter_mut().zip(r).for_each(|(s, v)| *s += v);
+        }
+        origins
+            .iter()
+            .zip(ramps)
+            .map(|(&o, r)| r.iter().zip(&sum[o..o + t]).map(|(v, s)| v / s).collect())
+            .collect()
+    };
+    let (ay, ax) = (normalised(&ys, th, h), normalised(&xs, tw, w));
+    // every window's M_w = W_out · blockdiag(A_w), row-major windows (y, then x)
+    let mixing: Vec<Vec<f32>> = ys
+        .iter()
+        .flat_map(|&y0| xs.iter().map(move |&x0| (x0, y0)))
+        .collect::<Vec<_>>()
+        .par_iter()
+        .map(|&(x0, y0)| {
+            let mut part = Vec::with_capacity(2 * c * wn);
+            for ch in 0..2 * c {
+                for ty in 0..th {
+                    part.extend_from_slice(&qkv[ch * n + (y0 + ty) * w + x0..][..tw]);
+                }
+            }
+            let maps = attention_maps(&part, c, heads, wn, temperature);
+            fold(w_out, &maps.attn, c, heads)
+        })
+        .collect();
+    let v = &qkv[2 * c * n..3 * c * n];
+    let dst = SharedMut(out.as_mut_ptr());
+    (0..h).into_par_iter().for_each_init(
+        || vec![0.0f32; c * tw],
+        |scaled, y| {
+            for (i, &y0) in ys.iter().enumerate() {
+                if y < y0 || y >= y0 + th {
+                    continue;
+                }
+                let wy = ay[i][y - y0];
+                for (j, &x0) in xs.iter().enumerate() {
+                    let row = y * w + x0;
+                    simd(
+                        #[inline(always)]
+                        || {
+                            for ch in 0..c {
+                                let src = &v[ch * n + row..][..tw];
+                                let dst = &mut scaled[ch * tw..][..tw];
+                                for ((d, s), a) in dst.iter_mut().zip(src).zip(&ax[j]) {
+                                    *d = s * a * wy;
+                                }
+                            }
+                        },
+                    );
+                    // Safety: this task alone writes row y of every channel of `out` (c rows of
+                    // tw values from `row`, n apart, inside `out` as asserted); the operands
+                    // are this window's c×c map and the c×tw scaled values.
+                    unsafe {
+                        gemm1(
+                            (c, tw, c),
+                            dst.at(row),
+                            n,
+                            true,
+                            View::rows(mixing[i * xs.len() + j].as_ptr(), c),
+                            View::rows(scaled.as_ptr(), tw),
+                        );
+                    }
+                }
+            }
+        },
+    );
 }
 
 /// What the backward pass of one item's attention gives back.

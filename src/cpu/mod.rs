@@ -38,7 +38,7 @@ mod norm;
 #[cfg(feature = "flex")]
 pub(crate) mod train;
 
-pub(crate) use attention::channel_attention;
+pub(crate) use attention::{channel_attention, local_attention};
 pub(crate) use block::BlockShape;
 pub(crate) use conv::{
     conv3x3_tensor, depthwise_gate, depthwise3x3, is_dense_3x3, is_pointwise, pointwise,

@@ -4,6 +4,7 @@ use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::ops::PadMode;
 
+use super::TileConfig;
 use super::config::{PromptSiteConfig, RestorerConfig};
 use crate::backbone::{
     Downsample, DownsampleConfig, OverlapPatchEmbed, OverlapPatchEmbedConfig, TransformerBlock,
@@ -99,6 +100,9 @@ pub struct Restorer {
     pub output: Conv2d,
     #[module(skip)]
     config: RestorerConfig,
+    /// The local attention window at full resolution (see [`Restorer::set_local_attention`]).
+    #[module(skip)]
+    local: Option<TileConfig>,
 }
 
 /// A prompt site: 1 (after decoder level 2), 2 (after decoder level 3), 3 (the bottleneck).
@@ -238,6 +242,7 @@ impl RestorerConfig {
             refinement: blocks(self.num_refinement_blocks, &tb(dec1, h1), device),
             output: conv(dec1, self.out_channels, 3, self.bias, device),
             config: self.clone(),
+            local: None,
         }
     }
 }
@@ -246,6 +251,71 @@ impl Restorer {
     /// The configuration the network was built from.
     pub fn config(&self) -> &RestorerConfig {
         &self.config
+    }
+
+    /// Computes every transformer block's attention maps in local windows instead of over the
+    /// whole input ([`Attention::set_local`](crate::backbone::Attention::set_local)): windows
+    /// of `window.tile` pixels at full resolution, sharing `window.overlap`, and half, a
+    /// quarter and an eighth of both at the lower levels, so that each level sees windows of
+    /// the size a `window.tile` crop has there. `None` (the default) restores global
+    /// attention. Inputs no larger than the window are unaffected, so setting it to the
+    /// training crop size changes nothing in training.
+    ///
+    /// The network then restores a large photograph in one pass with the attention statistics
+    /// of the crops it was trained on (TLC, Chu et al., ECCV 2022); see docs/dppd.md.
+    ///
+    /// # Errors
+    /// A window that is not a valid [`TileConfig`].
+    pub fn set_local_attention(&mut self, window: Option<TileConfig>) -> crate::Result<()> {
+        if let Some(t) = &window {
+            t.validate()?;
+        }
+        self.local = window;
+        let at = |level: u32| {
+            window.map(|t| TileConfig {
+                tile: t.tile >> level,
+                overlap: t.overlap >> level,
+            })
+        };
+        let levels: [(
+            u32,
+            Vec<&mut Vec<TransformerBlock>>,
+            Option<&mut TransformerBlock>,
+        ); 4] = [
+            (
+                0,
+                vec![
+                    &mut self.encoder_level1,
+                    &mut self.decoder_level1,
+                    &mut self.refinement,
+                ],
+                None,
+            ),
+            (
+                1,
+                vec![&mut self.encoder_level2, &mut self.decoder_level2],
+                self.noise_level1.as_mut(),
+            ),
+            (
+                2,
+                vec![&mut self.encoder_level3, &mut self.decoder_level3],
+                self.noise_level2.as_mut(),
+            ),
+            (3, vec![&mut self.latent], self.noise_level3.as_mut()),
+        ];
+        for (level, groups, fuse) in levels {
+            let window = at(level);
+            for block in groups.into_iter().flatten().chain(fuse) {
+                block.attn.set_local(window);
+            }
+        }
+        Ok(())
+    }
+
+    /// The local attention window at full resolution (see
+    /// [`set_local_attention`](Self::set_local_attention)).
+    pub fn local_attention(&self) -> Option<TileConfig> {
+        self.local
     }
 
     /// Restores a batch of images of any size: sizes that are not multiples of 8 are padded
@@ -362,7 +432,7 @@ impl Restorer {
 mod tests {
     use super::*;
     use crate::model::PromptIrConfig;
-    use crate::test_util::device;
+    use crate::test_util::{device, max_abs_diff};
     use burn::tensor::Distribution;
 
     fn tiny() -> RestorerConfig {
@@ -376,6 +446,50 @@ mod tests {
         }
         .to_restorer()
         .unwrap()
+    }
+
+    /// Each level's blocks get the window of a full-resolution window at their resolution;
+    /// a window no smaller than the input leaves the network unchanged, a smaller one changes
+    /// it; an invalid window is refused and leaves the setting as it was.
+    #[test]
+    fn local_attention_windows_follow_the_levels() {
+        let d = device();
+        let mut m = RestorerConfig::dppd_small().init(&d);
+        let x = Tensor::<4>::random([1, 3, 48, 64], Distribution::Uniform(0.0, 1.0), &d);
+        let global = m.forward(x.clone());
+        let window = TileConfig {
+            tile: 64,
+            overlap: 16,
+        };
+        m.set_local_attention(Some(window)).unwrap();
+        assert_eq!(m.local_attention(), Some(window));
+        let at = |t: usize, o: usize| {
+            Some(TileConfig {
+                tile: t,
+                overlap: o,
+            })
+        };
+        assert_eq!(m.encoder_level1[0].attn.local(), at(64, 16));
+        assert_eq!(m.refinement[0].attn.local(), at(64, 16));
+        assert_eq!(m.decoder_level2[0].attn.local(), at(32, 8));
+        assert_eq!(m.encoder_level3[0].attn.local(), at(16, 4));
+        assert_eq!(m.latent[0].attn.local(), at(8, 2));
+        assert_eq!(max_abs_diff(m.forward(x.clone()), global.clone()), 0.0);
+        m.set_local_attention(Some(TileConfig {
+            tile: 32,
+            overlap: 8,
+        }))
+        .unwrap();
+        assert!(max_abs_diff(m.forward(x.clone()), global.clone()) > 1e-4);
+        let bad = TileConfig {
+            tile: 20,
+            overlap: 4,
+        };
+        assert!(m.set_local_attention(Some(bad)).is_err());
+        assert_eq!(m.local_attention(), at(32, 8));
+        m.set_local_attention(None).unwrap();
+        assert_eq!(m.latent[0].attn.local(), None);
+        assert_eq!(max_abs_diff(m.forward(x), global), 0.0);
     }
 
     /// PyTorch counts 35,592,263 parameters for `PromptIR()`, of which 215,296 belong to six
