@@ -33,9 +33,10 @@ pub(crate) struct Maps {
 }
 
 /// MDTA after its depthwise convolution, for one batch item: from `qkv: [3C, N]` (queries,
-/// keys, values; only the queries and keys are read), the per-head attention maps `A_h = softmax(τ_h · q̂_h·k̂_hᵀ)` with L2
-/// normalised rows (norms at least 1e-12, as `F.normalize`). The products over the pixels are
-/// accumulated per column block (one `gemm` call per head and block) and summed.
+/// keys, values; only the queries and keys are read), the per-head attention maps
+/// `A_h = softmax(τ_h · q̂_h·k̂_hᵀ)` with L2 normalised rows (norms at least 1e-12, as
+/// `F.normalize`). The products over the pixels are accumulated per column block (one `gemm`
+/// call per head and block) and summed.
 pub(crate) fn attention_maps(
     qkv: &[f32],
     c: usize,

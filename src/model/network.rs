@@ -277,38 +277,22 @@ impl Restorer {
                 overlap: t.overlap >> level,
             })
         };
-        let levels: [(
-            u32,
-            Vec<&mut Vec<TransformerBlock>>,
-            Option<&mut TransformerBlock>,
-        ); 4] = [
-            (
-                0,
-                vec![
-                    &mut self.encoder_level1,
-                    &mut self.decoder_level1,
-                    &mut self.refinement,
-                ],
-                None,
-            ),
-            (
-                1,
-                vec![&mut self.encoder_level2, &mut self.decoder_level2],
-                self.noise_level1.as_mut(),
-            ),
-            (
-                2,
-                vec![&mut self.encoder_level3, &mut self.decoder_level3],
-                self.noise_level2.as_mut(),
-            ),
-            (3, vec![&mut self.latent], self.noise_level3.as_mut()),
-        ];
-        for (level, groups, fuse) in levels {
-            let window = at(level);
-            for block in groups.into_iter().flatten().chain(fuse) {
-                block.attn.set_local(window);
+        let set = |blocks: &mut [TransformerBlock], level: u32| {
+            for block in blocks {
+                block.attn.set_local(at(level));
             }
-        }
+        };
+        set(&mut self.encoder_level1, 0);
+        set(&mut self.decoder_level1, 0);
+        set(&mut self.refinement, 0);
+        set(&mut self.encoder_level2, 1);
+        set(&mut self.decoder_level2, 1);
+        set(self.noise_level1.as_mut_slice(), 1);
+        set(&mut self.encoder_level3, 2);
+        set(&mut self.decoder_level3, 2);
+        set(self.noise_level2.as_mut_slice(), 2);
+        set(&mut self.latent, 3);
+        set(self.noise_level3.as_mut_slice(), 3);
         Ok(())
     }
 
