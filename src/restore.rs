@@ -70,7 +70,7 @@ pub struct RestoreOptions {
     /// whole photograph: on the README's held-out hazy photographs the stretch-12 weights remove
     /// far less haze with global attention (14.50 dB) than with windows of the training crop
     /// size (18.05 dB), while noise gains 0.07–0.15 dB and rain loses 0.09 dB
-    /// (`docs/default-weights.md`). One pass either way; the windows cost about 10% more time.
+    /// (`docs/default-weights.md`). One pass either way; the windows cost 0–15% more time.
     pub local_attention: Option<TileConfig>,
     /// Restore what the network recognises as haze in tiles of this size (default `None`;
     /// [`HAZE_TILES`] is the tiling measured best for the built-in weights): on the README's
