@@ -71,11 +71,14 @@ pub struct RestoreOptions {
     /// far less haze with global attention (14.50 dB) than with windows of the training crop
     /// size (18.05 dB), while noise gains 0.07–0.15 dB and rain loses 0.09 dB
     /// (`docs/default-weights.md`). One pass either way; the windows cost 0–15% more time.
+    /// In windows the network alone also changes clean photographs more, as it does on its
+    /// training crops (stretch 13, 1280 px: 29.7 dB against 41.7 with global attention);
+    /// [`keep_clean`](Self::keep_clean) returns those it recognises as clean unchanged.
     pub local_attention: Option<TileConfig>,
     /// Restore what the network recognises as haze in tiles of this size (default `None`;
     /// [`HAZE_TILES`] is the tiling measured best for the built-in weights): on the README's
-    /// hazy photographs it scores 0.4 dB above [`local_attention`](Self::local_attention)
-    /// alone, at about 2.5 times the time of one pass. The degradation comes from a first
+    /// hazy photographs it scores 0.4–0.8 dB above
+    /// [`local_attention`](Self::local_attention) alone, at about 2.5 times the time of one pass. The degradation comes from a first
     /// pass over the whole image, and an image taken for haze is then restored again in these
     /// tiles. For an image restored in tiles anyway ([`tiles`](Self::tiles) or the memory
     /// budget), these are used instead when they are smaller. The reported degradation, and

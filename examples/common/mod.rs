@@ -1,6 +1,6 @@
 //! What the examples share: how a network is loaded from the command line's options and how
-//! their `--ensemble`, `--local-attention` and `--haze-tile` are read (restore and evaluate), and how a training run
-//! is shown on the terminal (train and campaign).
+//! their `--ensemble`, `--local-attention` and `--haze-tile` are read (restore and evaluate),
+//! and how a training run is shown on the terminal (train and campaign).
 
 // each example uses a part of this module
 #![allow(dead_code)]

@@ -6,7 +6,7 @@ use super::conv::dot;
 use super::engine::{
     SharedMut, View, Weights, column_block, gemm1, matmul_items, outer_sum, simd, sum_in_order,
 };
-use crate::model::{TileConfig, ramp, tile_origins};
+use crate::model::{TileConfig, window_weights};
 
 /// Sum of squares with eight independent accumulators (so it vectorises).
 #[inline(always)]
@@ -148,14 +148,13 @@ pub(crate) fn channel_attention(
 }
 
 /// MDTA in local windows, for one item (TLC, Chu et al., ECCV 2022): the attention maps of
-/// [`channel_attention`] are computed over each window of `window.tile` pixels (the windows of
-/// [`tile_origins`], sharing `window.overlap`), and each pixel's output is the average of its
-/// windows' `M_w · v`, weighted by the tiles' cross-fade ([`ramp`]). Adds the result to
-/// `out: [C, H·W]` (the bias is not included).
+/// [`channel_attention`] are computed over each window of `window.tile` pixels (sharing
+/// `window.overlap`), and each pixel's output is the average of its windows' `M_w · v`,
+/// weighted by [`window_weights`] (the tiles' cross-fade, normalised per axis). Adds the
+/// result to `out: [C, H·W]` (the bias is not included).
 ///
-/// The weight of window `w` at pixel `(y, x)` is `ry_w(y) · rx_w(x)`, and the windows form a
-/// grid, so the weights' sum is `Ry(y) · Rx(x)`: the ramps are normalised per axis, and each
-/// image row accumulates `M_w · (α_w ∘ v)` over the windows that cover it directly into `out`
+/// The weight of window `w` at pixel `(y, x)` is `ay_w(y) · ax_w(x)`, so each image row
+/// accumulates `M_w · (α_w ∘ v)` over the windows that cover it directly into `out`
 /// (one `gemm` per window and row), the rows in parallel, each in the windows' fixed order.
 pub(crate) fn local_attention(
     qkv: &[f32],
@@ -170,25 +169,7 @@ pub(crate) fn local_attention(
     assert!(qkv.len() >= 3 * c * n && out.len() >= c * n);
     let (th, tw) = (window.tile.min(h), window.tile.min(w));
     let wn = th * tw;
-    let ys = tile_origins(h, th, window.overlap);
-    let xs = tile_origins(w, tw, window.overlap);
-    // per axis: each window's ramp divided by the sum of the ramps at each position
-    let normalised = |origins: &[usize], t: usize, len: usize| -> Vec<Vec<f32>> {
-        let ramps: Vec<Vec<f32>> = origins
-            .iter()
-            .map(|&o| ramp(t, o, len, window.overlap))
-            .collect();
-        let mut sum = vec![0.0f32; len];
-        for (&o, r) in origins.iter().zip(&ramps) {
-            sum[o..o + t].iter_mut().zip(r).for_each(|(s, v)| *s += v);
-        }
-        origins
-            .iter()
-            .zip(ramps)
-            .map(|(&o, r)| r.iter().zip(&sum[o..o + t]).map(|(v, s)| v / s).collect())
-            .collect()
-    };
-    let (ay, ax) = (normalised(&ys, th, h), normalised(&xs, tw, w));
+    let ((ys, ay), (xs, ax)) = (window_weights(h, window), window_weights(w, window));
     // every window's M_w = W_out · blockdiag(A_w), row-major windows (y, then x)
     let mixing: Vec<Vec<f32>> = ys
         .iter()

@@ -15,4 +15,4 @@ pub(crate) use inference::mean_site_probabilities;
 pub use inference::{DegradationPrediction, UncertainRestoration};
 pub use network::{Restorer, RestorerOutput, SiteOutput};
 pub use tiled::TileConfig;
-pub(crate) use tiled::{blend_tiles, blend_windows, ramp, tile_origins};
+pub(crate) use tiled::{blend_tiles, blend_windows, window_weights};

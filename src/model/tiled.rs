@@ -95,7 +95,7 @@ pub(crate) fn tile_origins(len: usize, tile: usize, overlap: usize) -> Vec<usize
 /// Blending weight along one axis of a tile of length `n` starting at `start` in an axis of
 /// length `len`: a linear ramp over `overlap` pixels on each side that borders another tile,
 /// 1 elsewhere (and at the image border). Always positive.
-pub(crate) fn ramp(n: usize, start: usize, len: usize, overlap: usize) -> Vec<f32> {
+fn ramp(n: usize, start: usize, len: usize, overlap: usize) -> Vec<f32> {
     let rise = |i: usize| ((i + 1) as f32 / (overlap + 1) as f32).min(1.0);
     (0..n)
         .map(|i| {
@@ -110,10 +110,34 @@ pub(crate) fn ramp(n: usize, start: usize, len: usize, overlap: usize) -> Vec<f3
         .collect()
 }
 
-/// Applies `f` to every window of `x: [B, C, H, W]` (the tiles of `window`, cut as
-/// [`tile_origins`] cuts an image) and blends its outputs (`[B, c_out, th, tw]` for a
-/// `th × tw` window) with the tiles' cross-fade ([`ramp`]): local windows inside the network
-/// (TLC, [`Restorer::set_local_attention`]), with burn's tensor operations.
+/// The windows of `window` along an axis of length `len` (their origins, from
+/// [`tile_origins`], each `window.tile.min(len)` long) and each one's weights: its cross-fade
+/// ramp ([`ramp`]) divided by the sum of all the windows' ramps at each position, so that the
+/// weights at a position sum to 1. On a grid of windows, `ay(y) · ax(x)` then sums to 1 at
+/// every pixel: local windows inside the network (TLC, [`Restorer::set_local_attention`])
+/// blend their outputs with these, on both the CPU kernels and burn's operations.
+pub(crate) fn window_weights(len: usize, window: TileConfig) -> (Vec<usize>, Vec<Vec<f32>>) {
+    let t = window.tile.min(len);
+    let origins = tile_origins(len, t, window.overlap);
+    let ramps: Vec<Vec<f32>> = origins
+        .iter()
+        .map(|&o| ramp(t, o, len, window.overlap))
+        .collect();
+    let mut sum = vec![0.0f32; len];
+    for (&o, r) in origins.iter().zip(&ramps) {
+        sum[o..o + t].iter_mut().zip(r).for_each(|(s, v)| *s += v);
+    }
+    let weights = origins
+        .iter()
+        .zip(ramps)
+        .map(|(&o, r)| r.iter().zip(&sum[o..o + t]).map(|(v, s)| v / s).collect())
+        .collect();
+    (origins, weights)
+}
+
+/// Applies `f` to every window of `x: [B, C, H, W]` and blends its outputs (`[B, c_out, th,
+/// tw]` for a `th × tw` window) with the weights of [`window_weights`], with burn's tensor
+/// operations.
 pub(crate) fn blend_windows(
     x: &Tensor<4>,
     c_out: usize,
@@ -123,23 +147,14 @@ pub(crate) fn blend_windows(
     let [b, c, h, w] = x.dims();
     let device = x.device();
     let (th, tw) = (window.tile.min(h), window.tile.min(w));
+    let ((ys, ay), (xs, ax)) = (window_weights(h, window), window_weights(w, window));
     let mut acc = Tensor::<4>::zeros([b, c_out, h, w], &device);
-    let mut weight = vec![0.0f32; h * w];
-    for y0 in tile_origins(h, th, window.overlap) {
-        let wy = ramp(th, y0, h, window.overlap);
-        for x0 in tile_origins(w, tw, window.overlap) {
-            let wx = ramp(tw, x0, w, window.overlap);
+    for (&y0, wy) in ys.iter().zip(&ay) {
+        for (&x0, wx) in xs.iter().zip(&ax) {
             let r: Vec<f32> = wy
                 .iter()
                 .flat_map(|ry| wx.iter().map(move |rx| ry * rx))
                 .collect();
-            for (ty, row) in r.chunks(tw).enumerate() {
-                let at = (y0 + ty) * w + x0;
-                weight[at..at + tw]
-                    .iter_mut()
-                    .zip(row)
-                    .for_each(|(a, v)| *a += v);
-            }
             let r = Tensor::<4>::from_data(TensorData::new(r, [1, 1, th, tw]), &device);
             let part = f(x.clone().slice([0..b, 0..c, y0..y0 + th, x0..x0 + tw]));
             let ranges = [0..b, 0..c_out, y0..y0 + th, x0..x0 + tw];
@@ -147,7 +162,7 @@ pub(crate) fn blend_windows(
             acc = acc.slice_assign(ranges, sum);
         }
     }
-    acc / Tensor::<4>::from_data(TensorData::new(weight, [1, 1, h, w]), &device)
+    acc
 }
 
 impl Restorer {
