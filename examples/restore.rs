@@ -26,8 +26,8 @@
 //!   their distributions (DPPD networks) and write the per-pixel standard deviation as an
 //!   image, scaled so that the largest deviation is white (the scale is printed);
 //! - `--ensemble N`: geometric self-ensemble — restore the image mirrored, flipped, turned and
-//!   transposed (N = 2, 4 or 8 of those views), undo each and average: better (8 gain 0.4–0.5
-//!   dB on noise and 1.0 dB on rain with the built-in weights) and N times slower;
+//!   transposed (N = 2, 4 or 8 of those views), undo each and average: better (8 gain 0.3 dB
+//!   on noise, 1.0 dB on rain and 0.3 dB on haze with the built-in weights) and N times slower;
 //! - `--tile N [--overlap M]`: restore in N×N tiles (N a multiple of 8) cross-faded over M
 //!   pixels (default N/8); without `--tile`, tiles are chosen automatically when the image
 //!   would not fit `--memory-budget MB` (default 2048);

@@ -56,10 +56,10 @@ pub struct RestoreOptions {
     /// eight flips and quarter turns (1, 2, 4 or 8, taken in the order of
     /// [`ENSEMBLE_ORDER`]), undo each on its restoration and average them. Each view costs one
     /// more restoration (8 views take 8 times as long) and about the same memory; with the
-    /// built-in weights 8 views gain 0.4–0.5 dB on noise and 1.0 dB on rain (the README's
-    /// table, `docs/performance.md`). A whole image's degradation is
-    /// then predicted from the probabilities averaged over the views; a tiled image's is
-    /// predicted once, on its centre crop, as without the ensemble. With
+    /// built-in weights 8 views gain 0.3 dB on noise, 1.0 dB on rain and 0.3 dB on haze (the
+    /// README's table, `docs/performance.md`). A whole image's degradation is then predicted
+    /// from the probabilities averaged over the views; a tiled image's is predicted once, on
+    /// its centre crop, as without the ensemble. With
     /// [`samples`](Self::samples) `> 1` every view is sampled that often and
     /// [`Restoration::uncertainty`] is the mean of the views' standard deviations.
     pub ensemble: usize,
@@ -77,9 +77,9 @@ pub struct RestoreOptions {
     pub local_attention: Option<TileConfig>,
     /// Restore what the network recognises as haze in tiles of this size (default `None`;
     /// [`HAZE_TILES`] is the tiling measured best for the built-in weights): on the README's
-    /// hazy photographs it scores 0.4–0.8 dB above
-    /// [`local_attention`](Self::local_attention) alone, at about 2.5 times the time of one pass. The degradation comes from a first
-    /// pass over the whole image, and an image taken for haze is then restored again in these
+    /// hazy photographs it scores 0.4–0.8 dB above [`local_attention`](Self::local_attention)
+    /// alone, at about 2.5 times the time of one pass. The degradation comes from a first pass
+    /// over the whole image, and an image taken for haze is then restored again in these
     /// tiles. For an image restored in tiles anyway ([`tiles`](Self::tiles) or the memory
     /// budget), these are used instead when they are smaller. The reported degradation, and
     /// [`keep_clean`](Self::keep_clean), stay those of the whole image (or of its centre crop,
