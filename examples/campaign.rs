@@ -6,8 +6,8 @@
 //! cargo run --release --example campaign -- --minutes 120 [--device flex|wgpu]
 //!     [--config configs/campaign.json] [--weights weights/default.bpk]
 //!     [--state weights/campaign.json] [--data data/default] [--runs runs/campaign]
-//!     [--rate IMAGES_PER_S] [--steps N] [--batch N] [--probe 16,32,64,128 [--probe-seconds S]]
-//!     [--eval-only]
+//!     [--rate IMAGES_PER_S] [--steps N] [--batch N] [--lr PEAK]
+//!     [--probe 16,32,64,128 [--probe-seconds S]] [--eval-only]
 //! ```
 //! - `--minutes`: wall time of the training; the run stops cleanly at it (checkpoint and model
 //!   written), and the evaluation follows;
@@ -17,6 +17,9 @@
 //!   a network not trained yet; or `--rate`), so that the schedule ends inside the time;
 //! - `--batch`: the batch size of this stretch (e.g. larger on a GPU); the learning rate is
 //!   scaled by `√(batch / configured batch)`;
+//! - `--lr`: the stretch's peak learning rate at the configured batch (default: the
+//!   configuration's `optimizer.lr`), scaled with `--batch` as above; the state file records
+//!   the peak each stretch trained with;
 //! - `--probe B1,B2,…`: first train each batch size for `--probe-seconds` (default 60) from the
 //!   same weights, on the real data, and run the stretch with the one that trains the most
 //!   images per second (median over its steps after the third: start-up and autotuning
@@ -26,9 +29,12 @@
 //! Each stretch starts from `--weights` (deepened first when the configuration's network has
 //! more blocks per level than theirs: `Restorer::grown`) with a fresh optimiser, a seed of its
 //! own (the stretch number, so that every stretch sees other crops and degradations) and its
-//! own warm-up and decay. The candidate replaces `--weights` when its mean held-out PSNR over the tasks is
-//! higher and its mean SSIM not lower. Every stretch, accepted or not, is recorded in the
-//! state file with its scores: that file is the campaign's learning curve.
+//! own warm-up and decay. When the configuration keeps a moving average of the weights
+//! (`ema`), both the average and the optimiser's own weights are evaluated and the one with
+//! the higher mean PSNR is the candidate. The candidate replaces `--weights` when its mean
+//! held-out PSNR over the tasks is higher and its mean SSIM not lower. Every stretch, accepted
+//! or not, is recorded in the state file with its scores: that file is the campaign's learning
+//! curve.
 
 mod common;
 
@@ -108,11 +114,30 @@ struct Stretch {
     /// The trained network's parameter count (absent in stretches recorded before it was).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     parameters: Option<u64>,
+    /// The peak learning rate the stretch trained with, after batch scaling (absent in
+    /// stretches recorded before it was: they trained at the configuration's 4e-4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    peak_lr: Option<f64>,
+    /// With a moving average of the weights (`ema` in the configuration): both candidates'
+    /// scores. `scores` are then the better one's (higher mean PSNR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ema: Option<EmaOutcome>,
     /// The candidate's held-out scores, and whether it replaced the weights.
     scores: Scores,
     accepted: bool,
     /// Training crops seen by the weights in use after this stretch (the learning curve's x).
     images_seen: u64,
+}
+
+/// A stretch's two candidates when it keeps a moving average of the weights: the average
+/// (`final.bpk`) and the optimiser's own weights (`final-raw.bpk`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct EmaOutcome {
+    decay: f64,
+    average: Scores,
+    trained: Scores,
+    /// Whether the average is the stretch's candidate (it restores better).
+    chose_average: bool,
 }
 
 /// The state file: the history of the campaign.
@@ -365,6 +390,9 @@ struct Args {
     /// The batch size of this stretch (the learning rate is scaled by √(batch / configured)).
     #[arg(long)]
     batch: Option<usize>,
+    /// The peak learning rate at the configured batch (default: the configuration's).
+    #[arg(long, value_parser = positive)]
+    lr: Option<f64>,
     /// Train each of these batch sizes briefly first and keep the fastest (e.g. 16,32,64,128).
     #[arg(long, value_delimiter = ',')]
     probe: Vec<usize>,
@@ -395,6 +423,7 @@ fn run(a: Args) -> Result<()> {
         mut rate,
         steps,
         mut batch,
+        lr,
         probe,
         probe_seconds,
         eval_only,
@@ -459,6 +488,9 @@ fn run(a: Args) -> Result<()> {
     let number = state.stretches.len() as u64 + 1;
     let mut exp = ExperimentConfig::load(&config)?;
     exp.seed = number;
+    if let Some(lr) = lr {
+        exp.optimizer.lr = lr;
+    }
     let configured_batch = exp.batch_size;
     let mut minutes = minutes;
     if !probe.is_empty() {
@@ -520,10 +552,11 @@ fn run(a: Args) -> Result<()> {
         std::fs::remove_dir_all(&run_dir).map_err(io(&run_dir))?;
     }
     eprintln!(
-        "stretch {number}: {} steps of {} (planned at {rate:.2} images/s), seed {number}, at most \
-         {minutes} min on {device_name}, from {}",
+        "stretch {number}: {} steps of {} (planned at {rate:.2} images/s), peak lr {:e}, seed \
+         {number}, at most {minutes} min on {device_name}, from {}",
         exp.steps,
         exp.batch_size,
+        exp.optimizer.lr,
         weights.display()
     );
     let started = SystemTime::now()
@@ -539,8 +572,27 @@ fn run(a: Args) -> Result<()> {
     let summary = train_with(exp.clone(), &opts, |e| reporter.event(e));
     reporter.finish();
     let summary = summary?;
-    let candidate_path = run_dir.join("final.bpk");
-    let candidate = evaluate(&candidate_path, &data, &eval_device)?;
+    let mut candidate_path = run_dir.join("final.bpk");
+    let mut candidate = evaluate(&candidate_path, &data, &eval_device)?;
+    let mut ema = None;
+    if let Some(e) = exp.ema {
+        // the moving average is final.bpk; the optimiser's weights are evaluated too, and the
+        // better of the two is the stretch's candidate
+        print_scores("average", &candidate);
+        let trained_path = run_dir.join("final-raw.bpk");
+        let trained = evaluate(&trained_path, &data, &eval_device)?;
+        print_scores("trained", &trained);
+        let chose_average = candidate.mean_psnr >= trained.mean_psnr;
+        ema = Some(EmaOutcome {
+            decay: e.decay,
+            average: candidate.clone(),
+            trained: trained.clone(),
+            chose_average,
+        });
+        if !chose_average {
+            (candidate_path, candidate) = (trained_path, trained);
+        }
+    }
     print_scores("candidate", &candidate);
     let accepted =
         candidate.mean_psnr > current.mean_psnr && candidate.mean_ssim >= current.mean_ssim;
@@ -563,6 +615,8 @@ fn run(a: Args) -> Result<()> {
         images_per_second: summary.images_per_second,
         time_limited: summary.time_limited,
         parameters: Some(parameters),
+        peak_lr: Some(exp.optimizer.lr),
+        ema,
         scores: candidate,
         accepted,
         images_seen: state.images_seen,

@@ -6,7 +6,10 @@
 //! cargo run --release --example train -- --export CHECKPOINT OUT.bpk
 //! ```
 //! `--help` lists every option. The run folder receives `train.csv`, `val.csv`, `curves.png`,
-//! `config.json`, `checkpoints/`, `best.bpk` and `final.bpk` (`docs/training.md`).
+//! `config.json`, `checkpoints/`, `best.bpk` and `final.bpk` (with a moving average of the
+//! weights, `ema`: the average, and the trained weights in `final-raw.bpk`;
+//! `docs/training.md`). `--export` writes the network a checkpoint's run validates (the
+//! average when it keeps one).
 
 mod common;
 

@@ -98,7 +98,7 @@ fn child_writes_under_a_limit() {
     ];
     let (state, experiment) = tiny_state(model.config().clone());
     let optimizer = experiment.optimizer.adamw().init();
-    errors.push(checkpoint::save(&t[4], &state, &model, &optimizer).unwrap_err());
+    errors.push(checkpoint::save(&t[4], &state, &model, &optimizer, None).unwrap_err());
     // a restoration whose output does not fit: the earlier output survives
     let input = dir.join("input.png");
     let restored = restore_file(

@@ -532,7 +532,7 @@ fn crafted_training_checkpoints_are_refused() {
         val_samples: 1,
     };
     let optimizer = experiment.optimizer.adamw().init();
-    let bytes = checkpoint::encode(&state, &model, &optimizer).unwrap();
+    let bytes = checkpoint::encode(&state, &model, &optimizer, None).unwrap();
     let good = write_for(&dir, "good.ckpt", &bytes, TRAIN);
     // a seed for the fuzz target: the same layout around a very small network
     let mut small = state.clone();
@@ -553,7 +553,7 @@ fn crafted_training_checkpoints_are_refused() {
     write_for(
         &dir,
         "small-network.ckpt",
-        &checkpoint::encode(&small, &small_model, &optimizer).unwrap(),
+        &checkpoint::encode(&small, &small_model, &optimizer, None).unwrap(),
         TRAIN,
     );
     assert!(Checkpoint::load(&good, &device.clone().autodiff()).is_ok());
@@ -627,6 +627,33 @@ fn crafted_training_checkpoints_are_refused() {
         "garbage-state.ckpt",
         &training_checkpoint([b"{\"step\": ", &model_bytes, &optim_bytes], [None; 3]),
         "state",
+    );
+    // a moving average the experiment does not keep, and one that is not a burnpack
+    expect(
+        "stray-average.ckpt",
+        &training_checkpoint([&json, &model_bytes, &optim_bytes, &model_bytes], [None; 4]),
+        "moving average",
+    );
+    let mut averaged = state.clone();
+    averaged.experiment.ema = Some(dppd::train::EmaConfig { decay: 0.999 });
+    let averaged_json = serde_json::to_vec(&averaged).unwrap();
+    expect(
+        "missing-average.ckpt",
+        &training_checkpoint([&averaged_json, &model_bytes, &optim_bytes], [None; 3]),
+        "moving average",
+    );
+    expect(
+        "garbage-average.ckpt",
+        &training_checkpoint(
+            [
+                &averaged_json,
+                &model_bytes,
+                &optim_bytes,
+                b"not a burnpack",
+            ],
+            [None; 4],
+        ),
+        "moving average",
     );
     fs::remove_dir_all(&dir).ok();
 }

@@ -3,11 +3,13 @@
 //! Layout of a `.ckpt` file (all integers little-endian):
 //!
 //! ```text
-//! "DPPDCKPT" u32 version (1)
+//! "DPPDCKPT" u32 version (1, or 2 with a moving average)
 //! u64 n, n bytes   TrainState as JSON (step, experiment config, resolved network config,
 //!                  best validation score, data sizes)
 //! u64 n, n bytes   the model's parameters (burnpack, with their parameter ids)
 //! u64 n, n bytes   the optimiser state (burnpack, keyed by those ids)
+//! u64 n, n bytes   version 2 only: the moving average of the parameters (burnpack), present
+//!                  exactly when the experiment configures `ema`
 //! u64              FNV-1a 64 of every byte before it
 //! ```
 //!
@@ -34,6 +36,7 @@ use crate::model::{Restorer, RestorerConfig};
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"DPPDCKPT";
+/// The version of a checkpoint without a moving average; with one, `VERSION + 1`.
 const VERSION: u32 = 1;
 
 /// The best validation score so far.
@@ -70,6 +73,9 @@ pub struct Checkpoint {
     pub model: Restorer,
     /// The optimiser with its state.
     pub optimizer: ModuleOptimizer,
+    /// The moving average of the weights (on the plain device under `device`), present exactly
+    /// when the experiment configures `ema`.
+    pub ema: Option<Restorer>,
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -86,25 +92,37 @@ fn ckpt_err(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Serialises a checkpoint.
+fn network_bytes(model: &Restorer, what: &str) -> Result<Bytes> {
+    model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| Error::Training(format!("serialising the {what}: {e}")))
+}
+
+/// Serialises a checkpoint (with the moving average of the weights, `ema`, when the run keeps
+/// one).
 pub fn encode(
     state: &TrainState,
     model: &Restorer,
     optimizer: &ModuleOptimizer,
+    ema: Option<&Restorer>,
 ) -> Result<Vec<u8>> {
     let json = serde_json::to_vec(state).map_err(|e| Error::Config(e.to_string()))?;
-    let model_bytes = model
-        .clone()
-        .into_record()
-        .into_bytes()
-        .map_err(|e| Error::Training(format!("serialising the model: {e}")))?;
+    let model_bytes = network_bytes(model, "model")?;
     let optim_bytes = optimizer
         .into_bytes()
         .map_err(|e| Error::Training(format!("serialising the optimiser: {e}")))?;
-    let mut out = Vec::with_capacity(json.len() + model_bytes.len() + optim_bytes.len() + 44);
+    let ema_bytes = ema
+        .map(|m| network_bytes(m, "moving average"))
+        .transpose()?;
+    let mut parts = vec![&json[..], &model_bytes[..], &optim_bytes[..]];
+    parts.extend(ema_bytes.as_deref());
+    let version = VERSION + u32::from(ema_bytes.is_some());
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 8).sum::<usize>() + 20);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    for part in [&json[..], &model_bytes[..], &optim_bytes[..]] {
+    out.extend_from_slice(&version.to_le_bytes());
+    for part in parts {
         out.extend_from_slice(&(part.len() as u64).to_le_bytes());
         out.extend_from_slice(part);
     }
@@ -119,20 +137,25 @@ pub fn save(
     state: &TrainState,
     model: &Restorer,
     optimizer: &ModuleOptimizer,
+    ema: Option<&Restorer>,
 ) -> Result<()> {
-    crate::base::atomic::write_bytes(path, &encode(state, model, optimizer)?)
+    crate::base::atomic::write_bytes(path, &encode(state, model, optimizer, ema)?)
 }
 
-/// The three verified sections of a checkpoint file.
-fn sections(path: &Path, bytes: &[u8]) -> Result<[Vec<u8>; 3]> {
+/// The verified sections of a checkpoint file: state, model, optimiser, and the moving
+/// average (empty in a version-1 file, which has none).
+fn sections(path: &Path, bytes: &[u8]) -> Result<[Vec<u8>; 4]> {
     if bytes.len() < 12 + 24 + 8 || &bytes[..8] != MAGIC {
         return Err(ckpt_err(path, "not a dppd training checkpoint"));
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version != VERSION {
+    if version != VERSION && version != VERSION + 1 {
         return Err(ckpt_err(
             path,
-            format!("checkpoint version {version}, this build reads {VERSION}"),
+            format!(
+                "checkpoint version {version}, this build reads {VERSION} and {}",
+                VERSION + 1
+            ),
         ));
     }
     let body = &bytes[..bytes.len() - 8];
@@ -144,8 +167,9 @@ fn sections(path: &Path, bytes: &[u8]) -> Result<[Vec<u8>; 3]> {
         ));
     }
     let mut at = 12usize;
-    let mut out: [Vec<u8>; 3] = Default::default();
-    for part in out.iter_mut() {
+    let mut out: [Vec<u8>; 4] = Default::default();
+    let count = if version == VERSION { 3 } else { 4 };
+    for part in out.iter_mut().take(count) {
         let len = body
             .get(at..at + 8)
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
@@ -191,8 +215,25 @@ fn parse_state(path: &Path, json: &[u8]) -> Result<TrainState> {
 /// Reads only the [`TrainState`] of a checkpoint (verifying the whole file).
 pub fn read_state(path: &Path) -> Result<TrainState> {
     let bytes = std::fs::read(path).map_err(io_err(path))?;
-    let [json, _, _] = sections(path, &bytes)?;
-    parse_state(path, &json)
+    let [json, _, _, ema] = sections(path, &bytes)?;
+    let state = parse_state(path, &json)?;
+    ema_matches(path, &state, &ema)?;
+    Ok(state)
+}
+
+/// A moving-average section must be there exactly when the experiment configures one.
+fn ema_matches(path: &Path, state: &TrainState, ema: &[u8]) -> Result<()> {
+    match (state.experiment.ema.is_some(), ema.is_empty()) {
+        (true, true) => Err(ckpt_err(
+            path,
+            "the experiment keeps a moving average of the weights, the file holds none",
+        )),
+        (false, false) => Err(ckpt_err(
+            path,
+            "the file holds a moving average of the weights, the experiment keeps none",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// One stored tensor's description: name, element type, shape, parameter id.
@@ -310,16 +351,23 @@ impl Checkpoint {
     /// is read; a file that does not describe exactly the stored network is refused.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(io_err(path))?;
-        let [json, model_bytes, optim_bytes] = sections(path, &bytes)?;
+        let [json, model_bytes, optim_bytes, ema_bytes] = sections(path, &bytes)?;
         let state = parse_state(path, &json)?;
+        ema_matches(path, &state, &ema_bytes)?;
         let model = state.network.init(device);
         let ids = check_model(path, &model, &model_bytes)?;
         check_optimizer(path, &ids, &optim_bytes)?;
-        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model_bytes))
-            .map_err(|e| ckpt_err(path, format!("model: {e}")))?;
-        let model = model
-            .try_load_record(record)
-            .map_err(|e| ckpt_err(path, format!("model: {e}")))?;
+        let ema = if ema_bytes.is_empty() {
+            None
+        } else {
+            Some(load_network(
+                path,
+                "moving average",
+                model.valid(),
+                ema_bytes,
+            )?)
+        };
+        let model = load_network(path, "model", model, model_bytes)?;
         let optimizer = state
             .experiment
             .optimizer
@@ -331,23 +379,41 @@ impl Checkpoint {
             state,
             model,
             optimizer,
+            ema,
         })
     }
 
     /// Loads only the network of a checkpoint (for evaluation), on `device`, with the checks
-    /// of [`Checkpoint::load`].
+    /// of [`Checkpoint::load`]: the moving average of the weights when the run keeps one (the
+    /// network it validates and writes as `final.bpk`), else the trained weights.
     pub fn load_model(path: &Path, device: &Device) -> Result<Restorer> {
         let bytes = std::fs::read(path).map_err(io_err(path))?;
-        let [json, model_bytes, _] = sections(path, &bytes)?;
+        let [json, model_bytes, _, ema_bytes] = sections(path, &bytes)?;
         let state = parse_state(path, &json)?;
-        let model = state.network.init(device);
-        check_model(path, &model, &model_bytes)?;
-        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model_bytes))
-            .map_err(|e| ckpt_err(path, format!("model: {e}")))?;
-        model
-            .try_load_record(record)
-            .map_err(|e| ckpt_err(path, format!("model: {e}")))
+        ema_matches(path, &state, &ema_bytes)?;
+        let (what, bytes) = if ema_bytes.is_empty() {
+            ("model", model_bytes)
+        } else {
+            ("moving average", ema_bytes)
+        };
+        load_network(path, what, state.network.init(device), bytes)
     }
+}
+
+/// `network` with the parameters of a model section, checked against it first.
+fn load_network(path: &Path, what: &str, network: Restorer, bytes: Vec<u8>) -> Result<Restorer> {
+    check_model(path, &network, &bytes).map_err(|e| match e {
+        Error::Weights { path, reason } if what != "model" => Error::Weights {
+            path,
+            reason: reason.replacen("model", what, 1),
+        },
+        e => e,
+    })?;
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
+        .map_err(|e| ckpt_err(path, format!("{what}: {e}")))?;
+    network
+        .try_load_record(record)
+        .map_err(|e| ckpt_err(path, format!("{what}: {e}")))
 }
 
 #[cfg(test)]
@@ -371,7 +437,7 @@ mod tests {
             train_samples: 1,
             val_samples: 1,
         };
-        let bytes = encode(&state, &model, &experiment.optimizer.adamw().init()).unwrap();
+        let bytes = encode(&state, &model, &experiment.optimizer.adamw().init(), None).unwrap();
         let dir = std::env::temp_dir().join(format!("dppd-ckpt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.ckpt");
@@ -387,5 +453,58 @@ mod tests {
         crate::base::atomic::write_bytes(&path, &bytes[..bytes.len() - 100]).unwrap();
         assert!(read_state(&path).is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_moving_average_travels_with_the_checkpoint() {
+        use crate::test_util::TempDir;
+        let device = Device::flex();
+        let mut experiment: ExperimentConfig = serde_json::from_str(
+            r#"{"model": "dppd-small", "steps": 1, "batch_size": 1, "patch_size": 16,
+                "ema": {"decay": 0.9}}"#,
+        )
+        .unwrap();
+        let network = experiment.model.resolve().unwrap();
+        device.seed(5);
+        let model = network.init(&device);
+        device.seed(6);
+        let ema = network.init(&device);
+        let mut state = TrainState {
+            step: 3,
+            experiment: experiment.clone(),
+            network,
+            best: None,
+            train_samples: 1,
+            val_samples: 1,
+        };
+        let optim = experiment.optimizer.adamw().init();
+        let dir = TempDir::new("ckpt-ema");
+        let path = dir.0.join("c.ckpt");
+        save(&path, &state, &model, &optim, Some(&ema)).unwrap();
+        let c = Checkpoint::load(&path, &device).unwrap();
+        let weights = |m: &Restorer| {
+            m.patch_embed
+                .proj
+                .weight
+                .val()
+                .flatten::<1>(0, 3)
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        };
+        assert_eq!(weights(&c.model), weights(&model));
+        assert_eq!(weights(c.ema.as_ref().unwrap()), weights(&ema));
+        // what evaluation loads is the average
+        let evaluated = Checkpoint::load_model(&path, &device).unwrap();
+        assert_eq!(weights(&evaluated), weights(&ema));
+        // a file whose sections disagree with its experiment is refused
+        experiment.ema = None;
+        state.experiment = experiment;
+        save(&path, &state, &model, &optim, Some(&ema)).unwrap();
+        let err = read_state(&path).unwrap_err().to_string();
+        assert!(err.contains("moving average"), "{err}");
+        assert!(Checkpoint::load(&path, &device).is_err());
+        save(&path, &state, &model, &optim, None).unwrap();
+        assert!(Checkpoint::load(&path, &device).unwrap().ema.is_none());
     }
 }

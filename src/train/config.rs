@@ -206,6 +206,17 @@ impl Default for ScheduleConfig {
     }
 }
 
+/// An exponential moving average of the weights (`train::ema`): after every optimiser step,
+/// `average ← decay·average + (1 − decay)·weights`. The run validates the average and writes
+/// it as `best.bpk` and `final.bpk` (the optimiser's weights as `final-raw.bpk`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmaConfig {
+    /// The weight of the previous average, in (0, 1): the average spans about
+    /// `1 / (1 − decay)` steps (BasicSR: 0.999).
+    pub decay: f64,
+}
+
 /// A whole training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -224,6 +235,9 @@ pub struct ExperimentConfig {
     /// The learning-rate schedule.
     #[serde(default)]
     pub schedule: ScheduleConfig,
+    /// An exponential moving average of the weights; none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema: Option<EmaConfig>,
     /// Optimisation steps in the whole run.
     pub steps: u64,
     /// Images per step.
@@ -289,6 +303,14 @@ impl ExperimentConfig {
         }
         if self.keep_last == 0 {
             return bad("keep_last must be at least 1");
+        }
+        if let Some(ema) = self.ema
+            && !(ema.decay > 0.0 && ema.decay < 1.0)
+        {
+            return Err(Error::Config(format!(
+                "ema.decay must lie strictly between 0 and 1 (e.g. 0.999), not {}",
+                ema.decay
+            )));
         }
         if self.data.val_crops == 0 {
             return bad("data.val_crops must be at least 1");
@@ -362,6 +384,22 @@ mod tests {
             serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(round, c);
         assert!(serde_json::from_str::<ExperimentConfig>(r#"{"model":"x","stepz":1}"#).is_err());
+    }
+
+    #[test]
+    fn an_ema_decay_outside_0_1_is_refused() {
+        let mut c = config();
+        assert_eq!(c.ema, None);
+        for decay in [0.0, 1.0, -0.5, 1.5, f64::NAN] {
+            c.ema = Some(EmaConfig { decay });
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains("ema.decay"), "{err}");
+        }
+        c.ema = Some(EmaConfig { decay: 0.999 });
+        c.validate().unwrap();
+        let round: ExperimentConfig =
+            serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(round, c);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 mod config;
+mod ema;
 #[cfg(all(test, feature = "flex"))]
 mod engine_tests;
 mod loss;
@@ -16,8 +17,8 @@ mod validate;
 
 pub use checkpoint::{BestScore, Checkpoint, TrainState};
 pub use config::{
-    DataConfig, DataLayout, ExperimentConfig, GradClip, ModelSpec, NamedPreset, OptimizerConfig,
-    ScheduleConfig,
+    DataConfig, DataLayout, EmaConfig, ExperimentConfig, GradClip, ModelSpec, NamedPreset,
+    OptimizerConfig, ScheduleConfig,
 };
 pub use loss::{LossConfig, LossParts, restoration_loss};
 pub use run_dir::{RunDir, TrainRow, ValRow};

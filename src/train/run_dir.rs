@@ -119,9 +119,15 @@ impl RunDir {
         self.root.join("best.bpk")
     }
 
-    /// `final.bpk`.
+    /// `final.bpk`: the network the run produces (the moving average of the weights when the
+    /// experiment keeps one).
     pub fn final_model(&self) -> PathBuf {
         self.root.join("final.bpk")
+    }
+
+    /// `final-raw.bpk`: with a moving average, the optimiser's own weights after the last step.
+    pub fn final_raw_model(&self) -> PathBuf {
+        self.root.join("final-raw.bpk")
     }
 
     /// `curves.png`.

@@ -190,13 +190,15 @@ pub fn train(config: ExperimentConfig, opts: &TrainOptions) -> Result<TrainSumma
 }
 
 /// The model, the optimiser, the step and the best score to start from: fresh (optionally from
-/// [`TrainOptions::init`]) or from the newest valid checkpoint.
+/// [`TrainOptions::init`]) or from the newest valid checkpoint; with the moving average of the
+/// weights when the experiment keeps one.
 type Start = (
     Restorer,
     ModuleOptimizer,
     u64,
     Option<BestScore>,
     Option<TrainState>,
+    Option<Restorer>,
 );
 
 fn start_from(
@@ -243,7 +245,7 @@ fn start_from(
             step: c.state.step,
         });
         let (step, best) = (c.state.step, c.state.best);
-        Ok((c.model, c.optimizer, step, best, Some(c.state)))
+        Ok((c.model, c.optimizer, step, best, Some(c.state), c.ema))
     } else {
         if !existing.is_empty() {
             return Err(Error::Training(format!(
@@ -258,7 +260,9 @@ fn start_from(
             Some(path) => init_from(&network, path, ad)?,
             None => network.init(ad),
         };
-        Ok((model, config.optimizer.adamw().init(), 0, None, None))
+        // the average starts from the weights the run starts from
+        let ema = config.ema.map(|_| model.valid());
+        Ok((model, config.optimizer.adamw().init(), 0, None, None, ema))
     }
 }
 
@@ -318,7 +322,7 @@ pub fn train_with(
     };
     let devices: Vec<Device> = opts.devices.iter().map(autodiff).collect();
     let ad = devices[0].clone();
-    let (mut model, mut optim, start, mut best, resumed) =
+    let (mut model, mut optim, start, mut best, resumed, mut ema) =
         start_from(&config, opts, &run, &ad, &mut events)?;
     let network = model.config().clone();
     let labels_of = family_labels(&network, &config)?;
@@ -459,6 +463,9 @@ pub fn train_with(
             )));
         }
         model = optim.step(lr, model, stepped.grads);
+        if let (Some(average), Some(e)) = (ema.take(), config.ema) {
+            ema = Some(super::ema::blend(average, &model, e.decay));
+        }
         step += 1;
         let secs = t0.elapsed().as_secs_f64();
         train_secs += secs;
@@ -482,8 +489,10 @@ pub fn train_with(
         }
         let last = step == config.steps || out_of_time;
         let every = |n: u64| n > 0 && step % n == 0;
+        // the network the run produces: the moving average when it keeps one
+        let product = ema.as_ref().unwrap_or(&model);
         if every(config.val_interval) || last {
-            let v = validate(&model, &val, config.batch_size, &base, step)?;
+            let v = validate(product, &val, config.batch_size, &base, step)?;
             run.append_val(&val_rows(&v))?;
             events(TrainEvent::Validated(&v));
             if best.is_none_or(|b: BestScore| v.mean_psnr > b.psnr) {
@@ -496,15 +505,16 @@ pub fn train_with(
                     &state_of(step, best),
                     &model,
                     &optim,
+                    ema.as_ref(),
                 )?;
-                model.valid().save(run.best_model())?;
+                product.valid().save(run.best_model())?;
             }
             summary.validations.push(v);
             plot::draw_run(run.root())?;
         }
         if every(config.checkpoint_interval) || last {
             let path = run.checkpoint(step);
-            checkpoint::save(&path, &state_of(step, best), &model, &optim)?;
+            checkpoint::save(&path, &state_of(step, best), &model, &optim, ema.as_ref())?;
             run.rotate_checkpoints(config.keep_last);
             events(TrainEvent::Checkpoint { path: &path, step });
         }
@@ -513,7 +523,13 @@ pub fn train_with(
         }
     }
     if start < step || !run.final_model().exists() {
-        model.valid().save(run.final_model())?;
+        match &ema {
+            Some(average) => {
+                average.valid().save(run.final_model())?;
+                model.valid().save(run.final_raw_model())?;
+            }
+            None => model.valid().save(run.final_model())?,
+        }
     }
     summary.step = step;
     summary.best = best;

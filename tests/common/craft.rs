@@ -208,9 +208,14 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// A training checkpoint (`DPPDCKPT`, version 1) around raw sections, with a valid checksum;
 /// each section's length field is `lengths[i]` when given, else its true length.
-pub fn training_checkpoint(sections: [&[u8]; 3], lengths: [Option<u64>; 3]) -> Vec<u8> {
+pub fn training_checkpoint<const N: usize>(
+    sections: [&[u8]; N],
+    lengths: [Option<u64>; N],
+) -> Vec<u8> {
     let mut out = b"DPPDCKPT".to_vec();
-    out.extend_from_slice(&1u32.to_le_bytes());
+    // version 2 has a fourth section, the moving average of the weights
+    let version: u32 = if N == 4 { 2 } else { 1 };
+    out.extend_from_slice(&version.to_le_bytes());
     for (s, l) in sections.iter().zip(lengths) {
         out.extend_from_slice(&l.unwrap_or(s.len() as u64).to_le_bytes());
         out.extend_from_slice(s);
