@@ -236,3 +236,64 @@ fn attention_gradients() {
         );
     }
 }
+
+/// The convolution node (`cpu::train::conv`, which `backbone::conv3x3` and
+/// `backbone::conv1x1` take on a flex autodiff device) against burn's convolution: output and
+/// the gradients of the input, kernels and biases, for 3×3 and 1×1 kernels, one-channel, wide
+/// and narrow convolutions, odd sizes, with and without biases, and with an input that needs
+/// no gradient (the photograph itself).
+#[test]
+fn conv_node_gradients() {
+    let ad = device().autodiff();
+    for k in [3, 1] {
+        for (c_in, c_out, h, w, bias, input_grad) in [
+            (3, 8, 9, 7, true, false),
+            (5, 3, 12, 11, false, true),
+            (8, 16, 4, 6, true, true),
+            (1, 1, 1, 1, true, true),
+            (6, 2, 17, 3, false, true),
+        ] {
+            let conv = super::conv(c_in, c_out, k, bias, &ad);
+            let mut x = normal([2, c_in, h, w], &ad);
+            if input_grad {
+                x = x.require_grad();
+            }
+            let dy = normal([2, c_out, h, w], &ad);
+            assert_eq!(crate::cpu::route(&x), crate::cpu::Route::Train);
+            let ours = if k == 3 {
+                super::conv3x3(&conv, x.clone())
+            } else {
+                super::conv1x1(&conv, x.clone())
+            };
+            let theirs = conv.forward(x.clone());
+            let what = format!("{k}×{k}, {c_in}→{c_out} at {h}×{w}");
+            close(
+                into_vec(ours.clone().inner()),
+                theirs.clone().inner(),
+                &what,
+            );
+            let g1 = (ours * dy.clone()).sum().backward();
+            let g2 = (theirs * dy).sum().backward();
+            if input_grad {
+                let dx = into_vec(x.grad(&g1).expect("dx"));
+                close(dx, x.grad(&g2).unwrap(), &format!("{what}: dx"));
+            } else {
+                assert!(x.grad(&g1).is_none());
+            }
+            let kernel = conv.weight.val();
+            close(
+                into_vec(kernel.grad(&g1).expect("dk")),
+                kernel.grad(&g2).unwrap(),
+                &format!("{what}: dk"),
+            );
+            if let Some(b) = &conv.bias {
+                let b = b.val();
+                close(
+                    into_vec(b.grad(&g1).expect("db")),
+                    b.grad(&g2).unwrap(),
+                    &format!("{what}: dbias"),
+                );
+            }
+        }
+    }
+}

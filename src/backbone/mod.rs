@@ -42,8 +42,13 @@ pub(crate) fn conv(c_in: usize, c_out: usize, k: usize, bias: bool, device: &Dev
 /// `conv.forward(x)` for a 1×1 convolution made by [`conv`], through the CPU kernels
 /// ([`crate::cpu`]) where [`cpu::route`] sends the tensor.
 pub(crate) fn conv1x1(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    if cpu::route(&x) == Route::Kernels && cpu::is_pointwise(conv) {
-        return cpu::pointwise_tensor(conv, x);
+    if cpu::is_pointwise(conv) {
+        match cpu::route(&x) {
+            Route::Kernels => return cpu::pointwise_tensor(conv, x),
+            #[cfg(feature = "flex")]
+            Route::Train => return cpu::train::conv(x, conv, true),
+            _ => {}
+        }
     }
     conv.forward(x)
 }
@@ -51,8 +56,13 @@ pub(crate) fn conv1x1(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 /// `conv.forward(x)` for a 3×3 convolution made by [`conv`], through the CPU kernels
 /// ([`crate::cpu`]) where [`cpu::route`] sends the tensor.
 pub(crate) fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    if cpu::route(&x) == Route::Kernels && cpu::is_dense_3x3(conv) {
-        return cpu::conv3x3_tensor(conv, x);
+    if cpu::is_dense_3x3(conv) {
+        match cpu::route(&x) {
+            Route::Kernels => return cpu::conv3x3_tensor(conv, x),
+            #[cfg(feature = "flex")]
+            Route::Train => return cpu::train::conv(x, conv, false),
+            _ => {}
+        }
     }
     conv.forward(x)
 }

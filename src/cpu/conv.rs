@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use super::engine::{
     Columns, Out, SharedMut, View, Weights, batched_matmul, column_block, filled, fresh, gemm1,
-    into_vec, map_tensor, matmul_items_raw, outer_sum, row_sums, simd, sum8,
+    into_vec, map_tensor, matmul_items_raw, outer_sum, outer_sum_rows, row_sums, simd, sum8,
 };
 
 /// A 1×1 convolution (`Conv2d` with a `[C_out, C_in, 1, 1]` kernel, stride 1, no padding)
@@ -74,9 +74,45 @@ pub(crate) fn conv3x3(conv: &Conv2d, x: &[f32], b: usize, h: usize, w: usize) ->
         is_dense_3x3(conv),
         "conv3x3: not a dense 3×3 convolution with padding 1"
     );
-    assert_eq!(x.len(), b * c_in * h * w, "conv3x3: input size");
     let k = into_vec(conv.weight.val());
     let bias = conv.bias.as_ref().map(|b| into_vec(b.val()));
+    conv3x3_raw(&k, bias.as_deref(), (c_out, c_in), x, b, (h, w))
+}
+
+/// The length of one zero-padded `h × w` plane in [`padded_planes`]: rows `w + 2` long, and
+/// two spare values so that the last tap of the last pixel stays inside it.
+fn padded_plane(h: usize, w: usize) -> usize {
+    (h + 2) * (w + 2) + 2
+}
+
+/// Each of the `planes` `h × w` planes of `x` zero-padded by one pixel, rows `w + 2` apart,
+/// each plane [`padded_plane`] values long.
+fn padded_planes(x: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
+    let (wp, plane, n) = (w + 2, padded_plane(h, w), h * w);
+    let mut padded = vec![0.0f32; planes * plane];
+    padded
+        .par_chunks_mut(plane)
+        .zip(x[..planes * n].par_chunks(n))
+        .for_each(|(p, src)| {
+            for (y, row) in src.chunks_exact(w).enumerate() {
+                p[(y + 1) * wp + 1..][..w].copy_from_slice(row);
+            }
+        });
+    padded
+}
+
+/// [`conv3x3`] with the kernels `k: [C_out, C_in, 3, 3]` and optional biases as slices.
+pub(crate) fn conv3x3_raw(
+    k: &[f32],
+    bias: Option<&[f32]>,
+    (c_out, c_in): (usize, usize),
+    x: &[f32],
+    b: usize,
+    (h, w): (usize, usize),
+) -> Vec<f32> {
+    assert_eq!(x.len(), b * c_in * h * w, "conv3x3: input size");
+    assert_eq!(k.len(), c_out * c_in * 9, "conv3x3: kernel size");
+    assert!(bias.is_none_or(|b| b.len() == c_out), "conv3x3: bias size");
     // taps[t] = W[:, :, dy, dx] as a [C_out, C_in] matrix, t = 3·dy + dx.
     let mut taps = vec![0.0f32; 9 * c_out * c_in];
     for (oi, kernel) in k.chunks_exact(9).enumerate() {
@@ -85,22 +121,13 @@ pub(crate) fn conv3x3(conv: &Conv2d, x: &[f32], b: usize, h: usize, w: usize) ->
         }
     }
     let wp = w + 2;
-    // Two spare values so that the last tap of the last pixel stays inside the plane.
-    let plane = (h + 2) * wp + 2;
+    let plane = padded_plane(h, w);
     let n = h * w;
     let rows_per_task = (column_block(h * wp) / wp).max(1);
     let mut out: Vec<f32> = Vec::with_capacity(b * c_out * n);
     let dst = SharedMut(out.as_mut_ptr());
     for i in 0..b {
-        let mut padded = vec![0.0f32; c_in * plane];
-        padded
-            .par_chunks_mut(plane)
-            .zip(x[i * c_in * n..(i + 1) * c_in * n].par_chunks(n))
-            .for_each(|(p, src)| {
-                for (y, row) in src.chunks_exact(w).enumerate() {
-                    p[(y + 1) * wp + 1..][..w].copy_from_slice(row);
-                }
-            });
+        let padded = padded_planes(&x[i * c_in * n..(i + 1) * c_in * n], c_in, h, w);
         (0..h.div_ceil(rows_per_task))
             .into_par_iter()
             .for_each(|task| {
@@ -125,7 +152,7 @@ pub(crate) fn conv3x3(conv: &Conv2d, x: &[f32], b: usize, h: usize, w: usize) ->
                     }
                 }
                 for (o, src) in block.chunks_exact(cols).enumerate() {
-                    let bb = bias.as_ref().map_or(0.0, |b| b[o]);
+                    let bb = bias.map_or(0.0, |b| b[o]);
                     for r in 0..rows {
                         // Safety: this task writes rows y0..y0+rows of every output channel.
                         let row = unsafe {
@@ -144,6 +171,70 @@ pub(crate) fn conv3x3(conv: &Conv2d, x: &[f32], b: usize, h: usize, w: usize) ->
     // Safety: every (item, channel, row) was written by one task.
     unsafe { out.set_len(b * c_out * n) };
     out
+}
+
+/// The gradients of [`conv3x3_raw`] (kernels `k: [C_out, C_in, 3, 3]`, input `x: [B, C_in,
+/// H, W]`) given the output's gradient `dy: [B, C_out, H, W]`: `(dx, dk, dbias)`, `dx` only
+/// when asked.
+/// - `dx` is the convolution of `dy` with the kernels turned by 180° and transposed
+///   (`[C_in, C_out, 3, 3]`), computed by [`conv3x3_raw`];
+/// - `dk[:, :, dy, dx] = Σ_items dY · X_tapᵀ`: with `dY` laid out in rows `W + 2` long (the
+///   two extra values zero) and `X` zero-padded as in the forward pass, tap `(dy, dx)` reads
+///   the padded input at `p + dy·(W + 2) + dx` for output position `p`, so each tap is one
+///   [`outer_sum_rows`] over contiguous columns;
+/// - `dbias` sums `dy` over items and pixels.
+pub(crate) fn conv3x3_backward(
+    k: &[f32],
+    (c_out, c_in): (usize, usize),
+    x: &[f32],
+    dy: &[f32],
+    b: usize,
+    (h, w): (usize, usize),
+    want_dx: bool,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let n = h * w;
+    assert_eq!(x.len(), b * c_in * n, "conv3x3_backward: input size");
+    assert_eq!(dy.len(), b * c_out * n, "conv3x3_backward: gradient size");
+    assert_eq!(k.len(), c_out * c_in * 9, "conv3x3_backward: kernel size");
+    let dx = want_dx.then(|| {
+        // turned[i][o][8 − t] = k[o][i][t]
+        let mut turned = vec![0.0f32; c_in * c_out * 9];
+        for o in 0..c_out {
+            for i in 0..c_in {
+                for t in 0..9 {
+                    turned[(i * c_out + o) * 9 + 8 - t] = k[(o * c_in + i) * 9 + t];
+                }
+            }
+        }
+        conv3x3_raw(&turned, None, (c_in, c_out), dy, b, (h, w))
+    });
+    let (wp, plane) = (w + 2, padded_plane(h, w));
+    let cols = h * wp;
+    let padded = padded_planes(x, b * c_in, h, w);
+    // dy in rows w + 2 long, the two extra values zero
+    let mut wide = vec![0.0f32; b * c_out * cols];
+    wide.par_chunks_mut(cols)
+        .zip(dy.par_chunks(n))
+        .for_each(|(d, src)| {
+            for (y, row) in src.chunks_exact(w).enumerate() {
+                d[y * wp..][..w].copy_from_slice(row);
+            }
+        });
+    let mut dk = vec![0.0f32; c_out * c_in * 9];
+    for t in 0..9 {
+        let shift = (t / 3) * wp + t % 3;
+        let tap = outer_sum_rows(
+            (&wide, c_out * cols, cols),
+            (&padded[shift..], c_in * plane, plane),
+            (c_out, c_in, cols),
+            b,
+        );
+        for (oi, v) in tap.into_iter().enumerate() {
+            dk[oi * 9 + t] = v;
+        }
+    }
+    let db = row_sums(dy, c_out, n, b);
+    (dx, dk, db)
 }
 
 /// [`conv3x3`] on a tensor that [`plain_cpu`] accepted.

@@ -453,15 +453,28 @@ pub(crate) fn outer_sum(
     (m, k, n): (usize, usize, usize),
     items: usize,
 ) -> Vec<f32> {
-    if n == 0 || items == 0 {
+    outer_sum_rows((a, a_stride, n), (b, b_stride, n), (m, k, n), items)
+}
+
+/// [`outer_sum`] with the rows of `A_i` and of `B_i` each their own distance apart (`(data,
+/// item stride, row stride)`; `n` values are used of each row): e.g. `B_i` a shifted view of
+/// a zero-padded plane whose rows are longer than `n`.
+pub(crate) fn outer_sum_rows(
+    (a, a_stride, a_row): (&[f32], usize, usize),
+    (b, b_stride, b_row): (&[f32], usize, usize),
+    (m, k, n): (usize, usize, usize),
+    items: usize,
+) -> Vec<f32> {
+    if n == 0 || items == 0 || m == 0 || k == 0 {
         return vec![0.0; m * k];
     }
+    assert!(a_row >= n && b_row >= n, "outer_sum: rows shorter than n");
     assert!(
-        a.len() >= (items - 1) * a_stride + m * n,
+        a.len() >= (items - 1) * a_stride + (m - 1) * a_row + n,
         "outer_sum: a too short"
     );
     assert!(
-        b.len() >= (items - 1) * b_stride + k * n,
+        b.len() >= (items - 1) * b_stride + (k - 1) * b_row + n,
         "outer_sum: b too short"
     );
     let block = column_block(n);
@@ -475,16 +488,17 @@ pub(crate) fn outer_sum(
             let cols = block.min(n - c0);
             let mut acc = vec![0.0f32; m * k];
             // Safety: the lhs reads m rows of `cols` values from item i's A at column c0 (row
-            // stride n), the rhs reads Bᵀ (element (p, j) = B[j·n + p]) in the same columns of
-            // item i's B; the destination is this task's own [m, k] buffer.
+            // stride a_row), the rhs reads Bᵀ (element (p, j) = B[j·b_row + p]) in the same
+            // columns of item i's B, inside the lengths asserted; the destination is this
+            // task's own [m, k] buffer.
             unsafe {
                 gemm1(
                     (m, k, cols),
                     acc.as_mut_ptr(),
                     k,
                     false,
-                    View::rows(a.as_ptr().add(i * a_stride + c0), n),
-                    View::transposed(b.as_ptr().add(i * b_stride + c0), n),
+                    View::rows(a.as_ptr().add(i * a_stride + c0), a_row),
+                    View::transposed(b.as_ptr().add(i * b_stride + c0), b_row),
                 );
             }
             acc

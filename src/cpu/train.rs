@@ -4,7 +4,10 @@
 //!
 //! A transformer block is one node: its forward pass runs the kernels and the node keeps only
 //! the block's input and parameters; its backward pass recomputes the intermediate values and
-//! returns the gradients of the input and of all parameters at once.
+//! returns the gradients of the input and of all parameters at once. A dense 3×3 convolution
+//! (patch embedding, down- and upsampling, output) or 1×1 convolution outside the blocks
+//! (channel reductions, prompt fusion) is one node too, keeping its input and kernels
+//! ([`super::conv::conv3x3_backward`], [`super::conv::pointwise_backward`]).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -19,6 +22,7 @@ use burn::tensor::TensorData;
 use std::sync::{Arc, Mutex};
 
 use super::block::{BlockGrads, BlockParams, BlockShape, Stash, block_backward, block_forward};
+use super::conv::{conv3x3_backward, conv3x3_raw, pointwise_backward, pointwise_raw};
 
 /// The sizes and options of a block node.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -131,6 +135,28 @@ pub(crate) trait TrainKernels: Backend {
         #[extension_type] inputs: BlockInputs<Self>,
         spec: BlockSpec,
     ) -> FloatTensor<Self>;
+
+    /// A dense 3×3 convolution with zero padding 1 ([`super::conv::conv3x3_raw`]) or a 1×1
+    /// convolution ([`super::conv::pointwise_raw`]); `x: [B, C_in, H, W]`, kernels `[C_out,
+    /// C_in, k, k]`, biases `[C_out]` (read only when the spec says so).
+    fn conv(#[extension_type] inputs: ConvInputs<Self>, spec: ConvSpec) -> FloatTensor<Self>;
+}
+
+/// What a convolution node computes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ConvSpec {
+    /// A 1×1 convolution; else a dense 3×3 one with zero padding 1.
+    pub pointwise: bool,
+    /// Whether the biases input is used.
+    pub bias: bool,
+}
+
+/// A convolution's input, kernels and biases (any tensor when it has none).
+#[derive(ExtensionType)]
+pub(crate) struct ConvInputs<B: Backend> {
+    pub x: FloatTensor<B>,
+    pub weight: FloatTensor<B>,
+    pub bias: FloatTensor<B>,
 }
 
 /// A contiguous `f32` copy-free view of a flex tensor's values (a copy when it is strided).
@@ -201,6 +227,61 @@ fn forward_flex(
 impl TrainKernels for Flex {
     fn transformer_block(inputs: BlockInputs<Self>, spec: BlockSpec) -> FloatTensor<Self> {
         forward_flex(&inputs.into_array(), spec, false).0
+    }
+
+    fn conv(inputs: ConvInputs<Self>, spec: ConvSpec) -> FloatTensor<Self> {
+        conv_flex(&[inputs.x, inputs.weight, inputs.bias], spec)
+    }
+}
+
+fn conv_flex(t: &[FlexTensor; 3], spec: ConvSpec) -> FlexTensor {
+    let [b, c_in, h, w] = dims4(&t[0]);
+    let c_out = t[1].layout().shape()[0];
+    let (x, k) = (values(&t[0]), values(&t[1]));
+    let bias = spec.bias.then(|| values(&t[2]));
+    let out = if spec.pointwise {
+        pointwise_raw(&k, bias.as_deref(), (c_out, c_in), &x, b, h * w)
+    } else {
+        conv3x3_raw(&k, bias.as_deref(), (c_out, c_in), &x, b, (h, w))
+    };
+    flex(out, vec![b, c_out, h, w])
+}
+
+#[derive(Debug)]
+struct ConvBackward;
+
+impl Backward<Flex, 3> for ConvBackward {
+    type State = ([FlexTensor; 3], ConvSpec);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let dout = grads.consume::<Flex>(&ops.node);
+        let (t, spec) = ops.state;
+        let [b, c_in, h, w] = dims4(&t[0]);
+        let kernel = t[1].layout().shape().to_vec();
+        let c_out = kernel[0];
+        let [px, pk, pb] = &ops.parents;
+        let (k, x, dy) = (values(&t[1]), values(&t[0]), values(&dout));
+        let (dx, dk, db) = if spec.pointwise {
+            pointwise_backward(&k, (c_out, c_in), &x, &dy, b, h * w, px.is_some())
+        } else {
+            conv3x3_backward(&k, (c_out, c_in), &x, &dy, b, (h, w), px.is_some())
+        };
+        if let (Some(node), Some(dx)) = (px, dx) {
+            grads.register::<Flex>(node.id, flex(dx, vec![b, c_in, h, w]));
+        }
+        if let Some(node) = pk {
+            grads.register::<Flex>(node.id, flex(dk, kernel));
+        }
+        if let Some(node) = pb
+            && spec.bias
+        {
+            grads.register::<Flex>(node.id, flex(db, vec![c_out]));
+        }
     }
 }
 
@@ -286,6 +367,42 @@ impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
             }
         }
     }
+
+    fn conv(inputs: ConvInputs<Self>, spec: ConvSpec) -> FloatTensor<Self> {
+        let a = [inputs.x, inputs.weight, inputs.bias];
+        let nodes: [NodeGuard; 3] = std::array::from_fn(|i| a[i].node());
+        match ConvBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let prims: [FlexTensor; 3] = std::array::from_fn(|i| a[i].primitive().clone());
+                let out = conv_flex(&prims, spec);
+                prep.finish((prims, spec), out)
+            }
+            OpsKind::UnTracked(prep) => {
+                let prims = a.map(|t| t.into_primitive());
+                prep.finish(conv_flex(&prims, spec))
+            }
+        }
+    }
+}
+
+/// A dense 3×3 (`pointwise` false; `super::is_dense_3x3`) or 1×1 (`super::is_pointwise`)
+/// convolution through its node, for `x` on a flex autodiff device.
+pub(crate) fn conv(x: Tensor<4>, conv: &burn::nn::conv::Conv2d, pointwise: bool) -> Tensor<4> {
+    let device = x.device();
+    let bias = conv.bias.as_ref();
+    let inputs = ConvInputs {
+        x: x.into_dispatch(),
+        weight: conv.weight.val().into_dispatch(),
+        bias: bias.map_or_else(
+            || Tensor::<1>::zeros([1], &device).into_dispatch(),
+            |b| b.val().into_dispatch(),
+        ),
+    };
+    let spec = ConvSpec {
+        pointwise,
+        bias: bias.is_some(),
+    };
+    Tensor::from_dispatch(<Dispatch as TrainKernels>::conv(inputs, spec))
 }
 
 /// A tensor of any rank as an input of a node.
