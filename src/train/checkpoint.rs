@@ -420,6 +420,18 @@ fn load_network(path: &Path, what: &str, network: Restorer, bytes: Vec<u8>) -> R
 mod tests {
     use super::*;
 
+    /// A state of step 3 for `experiment` (data sizes 1 and 1).
+    fn state_for(experiment: &ExperimentConfig) -> TrainState {
+        TrainState {
+            step: 3,
+            experiment: experiment.clone(),
+            network: experiment.model.resolve().unwrap(),
+            best: None,
+            train_samples: 1,
+            val_samples: 1,
+        }
+    }
+
     #[test]
     fn a_damaged_or_truncated_checkpoint_is_refused() {
         let device = Device::flex();
@@ -427,16 +439,8 @@ mod tests {
             r#"{"model": "dppd-small", "steps": 1, "batch_size": 1, "patch_size": 16}"#,
         )
         .unwrap();
-        let network = experiment.model.resolve().unwrap();
-        let model = network.init(&device);
-        let state = TrainState {
-            step: 3,
-            experiment: experiment.clone(),
-            network,
-            best: None,
-            train_samples: 1,
-            val_samples: 1,
-        };
+        let state = state_for(&experiment);
+        let model = state.network.init(&device);
         let bytes = encode(&state, &model, &experiment.optimizer.adamw().init(), None).unwrap();
         let dir = std::env::temp_dir().join(format!("dppd-ckpt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -464,19 +468,11 @@ mod tests {
                 "ema": {"decay": 0.9}}"#,
         )
         .unwrap();
-        let network = experiment.model.resolve().unwrap();
+        let mut state = state_for(&experiment);
         device.seed(5);
-        let model = network.init(&device);
+        let model = state.network.init(&device);
         device.seed(6);
-        let ema = network.init(&device);
-        let mut state = TrainState {
-            step: 3,
-            experiment: experiment.clone(),
-            network,
-            best: None,
-            train_samples: 1,
-            val_samples: 1,
-        };
+        let ema = state.network.init(&device);
         let optim = experiment.optimizer.adamw().init();
         let dir = TempDir::new("ckpt-ema");
         let path = dir.0.join("c.ckpt");

@@ -68,20 +68,22 @@ mod tests {
         c.0
     }
 
-    fn small() -> RestorerConfig {
-        serde_json::from_value(serde_json::json!("dppd-small"))
+    /// Two `dppd-small` networks initialised from the two seeds.
+    fn two_networks(seeds: [u64; 2]) -> (Restorer, Restorer) {
+        let d = device();
+        let config: RestorerConfig = serde_json::from_value(serde_json::json!("dppd-small"))
             .map(|p: crate::train::ModelSpec| p.resolve().unwrap())
-            .unwrap()
+            .unwrap();
+        let [a, b] = seeds.map(|seed| {
+            d.seed(seed);
+            config.init(&d)
+        });
+        (a, b)
     }
 
     #[test]
     fn each_parameter_moves_by_one_minus_decay_toward_the_weights() {
-        let d = device();
-        let config = small();
-        d.seed(1);
-        let a = config.init(&d);
-        d.seed(2);
-        let b = config.init(&d);
+        let (a, b) = two_networks([1, 2]);
         let mixed = blend(a.clone(), &b, 0.75);
         let (pa, pb, pm) = (params(&a), params(&b), params(&mixed));
         assert_eq!(pm.len(), pa.len());
@@ -112,12 +114,7 @@ mod tests {
 
     #[test]
     fn a_decay_of_zero_copies_and_of_one_keeps() {
-        let d = device();
-        let config = small();
-        d.seed(3);
-        let a = config.init(&d);
-        d.seed(4);
-        let b = config.init(&d);
+        let (a, b) = two_networks([3, 4]);
         for (m, want) in [
             (blend(a.clone(), &b, 0.0), &b),
             (blend(a.clone(), &b, 1.0), &a),
