@@ -261,13 +261,18 @@ fn section_index(path: &Path, what: &str, bytes: &[u8]) -> Result<Vec<IndexEntry
 /// Checks the model section against the network built from the stored configuration: the
 /// same tensor names, shapes and element types, nothing more. Returns each parameter id's
 /// shape, for [`check_optimizer`].
-fn check_model(path: &Path, model: &Restorer, bytes: &[u8]) -> Result<BTreeMap<u64, Vec<usize>>> {
+fn check_model(
+    path: &Path,
+    what: &str,
+    model: &Restorer,
+    bytes: &[u8],
+) -> Result<BTreeMap<u64, Vec<usize>>> {
     let expected: BTreeMap<String, (DType, Vec<usize>)> = model
         .collect(None, None, false)
         .into_iter()
         .map(|t| (t.name.clone(), (t.dtype, t.shape.as_slice().to_vec())))
         .collect();
-    let index = section_index(path, "model", bytes)?;
+    let index = section_index(path, what, bytes)?;
     let mut ids = BTreeMap::new();
     let mut seen = 0;
     for (name, dtype, shape, id) in index {
@@ -282,7 +287,7 @@ fn check_model(path: &Path, model: &Restorer, bytes: &[u8]) -> Result<BTreeMap<u
                 return Err(ckpt_err(
                     path,
                     format!(
-                        "model: {name} is {dtype:?} {shape:?} in the file, the network needs \
+                        "{what}: {name} is {dtype:?} {shape:?} in the file, the network needs \
                          {want_dtype:?} {want:?}"
                     ),
                 ));
@@ -290,7 +295,7 @@ fn check_model(path: &Path, model: &Restorer, bytes: &[u8]) -> Result<BTreeMap<u
             None => {
                 return Err(ckpt_err(
                     path,
-                    format!("model: the file holds {name}, which the network does not have"),
+                    format!("{what}: the file holds {name}, which the network does not have"),
                 ));
             }
         }
@@ -299,7 +304,7 @@ fn check_model(path: &Path, model: &Restorer, bytes: &[u8]) -> Result<BTreeMap<u
         return Err(ckpt_err(
             path,
             format!(
-                "model: the file holds {seen} of the network's {} tensors",
+                "{what}: the file holds {seen} of the network's {} tensors",
                 expected.len()
             ),
         ));
@@ -355,19 +360,16 @@ impl Checkpoint {
         let state = parse_state(path, &json)?;
         ema_matches(path, &state, &ema_bytes)?;
         let model = state.network.init(device);
-        let ids = check_model(path, &model, &model_bytes)?;
+        let ids = check_model(path, "model", &model, &model_bytes)?;
         check_optimizer(path, &ids, &optim_bytes)?;
         let ema = if ema_bytes.is_empty() {
             None
         } else {
-            Some(load_network(
-                path,
-                "moving average",
-                model.valid(),
-                ema_bytes,
-            )?)
+            let average = model.valid();
+            check_model(path, "moving average", &average, &ema_bytes)?;
+            Some(read_network(path, "moving average", average, ema_bytes)?)
         };
-        let model = load_network(path, "model", model, model_bytes)?;
+        let model = read_network(path, "model", model, model_bytes)?;
         let optimizer = state
             .experiment
             .optimizer
@@ -396,19 +398,14 @@ impl Checkpoint {
         } else {
             ("moving average", ema_bytes)
         };
-        load_network(path, what, state.network.init(device), bytes)
+        let network = state.network.init(device);
+        check_model(path, what, &network, &bytes)?;
+        read_network(path, what, network, bytes)
     }
 }
 
-/// `network` with the parameters of a model section, checked against it first.
-fn load_network(path: &Path, what: &str, network: Restorer, bytes: Vec<u8>) -> Result<Restorer> {
-    check_model(path, &network, &bytes).map_err(|e| match e {
-        Error::Weights { path, reason } if what != "model" => Error::Weights {
-            path,
-            reason: reason.replacen("model", what, 1),
-        },
-        e => e,
-    })?;
+/// `network` with the parameters of a model section that [`check_model`] accepted.
+fn read_network(path: &Path, what: &str, network: Restorer, bytes: Vec<u8>) -> Result<Restorer> {
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
         .map_err(|e| ckpt_err(path, format!("{what}: {e}")))?;
     network

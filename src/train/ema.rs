@@ -14,12 +14,6 @@ use crate::model::Restorer;
 /// (the order in which a module visits its parameters is its fields' order, the same for
 /// both); `ema` keeps its device and parameter ids and tracks no gradient.
 pub(crate) fn blend(ema: Restorer, weights: &Restorer, decay: f64) -> Restorer {
-    struct Collect(Vec<Tensor<1>>);
-    impl ModuleVisitor for Collect {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0.push(param.val().flatten::<1>(0, D - 1));
-        }
-    }
     struct Blend {
         next: std::vec::IntoIter<Tensor<1>>,
         decay: f64,
@@ -38,10 +32,8 @@ pub(crate) fn blend(ema: Restorer, weights: &Restorer, decay: f64) -> Restorer {
             })
         }
     }
-    let mut collect = Collect(Vec::new());
-    weights.valid().visit(&mut collect);
     let mut blend = Blend {
-        next: collect.0.into_iter(),
+        next: params(&weights.valid()).into_iter(),
         decay,
     };
     let out = ema.map(&mut blend);
@@ -49,24 +41,24 @@ pub(crate) fn blend(ema: Restorer, weights: &Restorer, decay: f64) -> Restorer {
     out
 }
 
+/// Every float parameter of `m`, flattened, in visiting order.
+fn params(m: &Restorer) -> Vec<Tensor<1>> {
+    struct Collect(Vec<Tensor<1>>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.push(param.val().flatten::<1>(0, D - 1));
+        }
+    }
+    let mut c = Collect(Vec::new());
+    m.visit(&mut c);
+    c.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::RestorerConfig;
     use crate::test_util::{device, max_abs_diff};
-
-    /// Every float parameter of `m`, flattened, in visiting order.
-    fn params(m: &Restorer) -> Vec<Tensor<1>> {
-        struct Collect(Vec<Tensor<1>>);
-        impl ModuleVisitor for Collect {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                self.0.push(param.val().flatten::<1>(0, D - 1));
-            }
-        }
-        let mut c = Collect(Vec::new());
-        m.visit(&mut c);
-        c.0
-    }
 
     /// Two `dppd-small` networks initialised from the two seeds.
     fn two_networks(seeds: [u64; 2]) -> (Restorer, Restorer) {
