@@ -7,7 +7,7 @@
 //!     [--config configs/campaign.json] [--weights weights/default.bpk]
 //!     [--state weights/campaign.json] [--data data/default] [--runs runs/campaign]
 //!     [--rate IMAGES_PER_S] [--steps N] [--batch N] [--lr PEAK]
-//!     [--probe 16,32,64,128 [--probe-seconds S]] [--eval-only]
+//!     [--probe 16,32,64,128 [--probe-seconds S]] [--eval-only | --reconsider N]
 //! ```
 //! - `--minutes`: wall time of the training; the run stops cleanly at it (checkpoint and model
 //!   written), and the evaluation follows;
@@ -24,7 +24,9 @@
 //!   same weights, on the real data, and run the stretch with the one that trains the most
 //!   images per second (median over its steps after the third: start-up and autotuning
 //!   excluded);
-//! - `--eval-only`: evaluate the current weights and record them in the state file.
+//! - `--eval-only`: evaluate the current weights and record them in the state file;
+//! - `--reconsider N`: decide again, under this build's rule, whether the last stretch (N),
+//!   not accepted, replaces the weights (its run folder must still hold its candidate).
 //!
 //! Each stretch starts from `--weights` (deepened first when the configuration's network has
 //! more blocks per level than theirs: `Restorer::grown`) with a fresh optimiser, a seed of its
@@ -32,7 +34,8 @@
 //! own warm-up and decay. When the configuration keeps a moving average of the weights
 //! (`ema`), both the average and the optimiser's own weights are evaluated and the one with
 //! the higher mean PSNR is the candidate. The candidate replaces `--weights` when its mean
-//! held-out PSNR over the tasks is higher and its mean SSIM not lower. Every stretch, accepted
+//! held-out PSNR over the degraded tasks is higher, its mean SSIM over them not lower, and it
+//! classifies as many held-out photographs right, clean ones included (`restores_better`). Every stretch, accepted
 //! or not, is recorded in the state file with its scores: that file is the campaign's learning
 //! curve.
 
@@ -125,6 +128,9 @@ struct Stretch {
     /// The candidate's held-out scores, and whether it replaced the weights.
     scores: Scores,
     accepted: bool,
+    /// Whether it was accepted later, by `--reconsider` under a revised rule.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    reconsidered: bool,
     /// Training crops seen by the weights in use after this stretch (the learning curve's x).
     images_seen: u64,
 }
@@ -336,6 +342,35 @@ fn probe_batches(
     Ok(best)
 }
 
+/// Mean PSNR and SSIM over the degraded tasks, the photographs a user restores: the clean
+/// photographs' score is the network's own restoration (`eval_options`), which a user does not
+/// get for a photograph the network recognises as clean (`keep_clean` returns it unchanged).
+fn degraded_means(s: &Scores) -> (f64, f64) {
+    let rows: Vec<&[f64; 4]> = s
+        .tasks
+        .iter()
+        .filter(|(t, _)| t.as_str() != "clean")
+        .map(|(_, v)| v)
+        .collect();
+    let n = rows.len().max(1) as f64;
+    (
+        rows.iter().map(|v| v[0]).sum::<f64>() / n,
+        rows.iter().map(|v| v[1]).sum::<f64>() / n,
+    )
+}
+
+/// The campaign's rule (docs/default-weights.md): `candidate` replaces the weights in use when
+/// its mean PSNR over the degraded tasks is higher, its mean SSIM over them not lower, and it
+/// classifies as many of the held-out photographs right, clean ones included (those a user
+/// gets back unchanged).
+fn restores_better(candidate: &Scores, current: &Scores) -> bool {
+    let (psnr, ssim) = degraded_means(candidate);
+    let (psnr_now, ssim_now) = degraded_means(current);
+    psnr > psnr_now
+        && ssim >= ssim_now
+        && candidate.confusion.right_of(true).0 >= current.confusion.right_of(true).0
+}
+
 fn print_scores(label: &str, s: &Scores) {
     let tasks: Vec<String> = s
         .tasks
@@ -358,8 +393,8 @@ fn print_scores(label: &str, s: &Scores) {
 #[command(version, about)]
 struct Args {
     /// Wall time of the training, in minutes (the run stops cleanly at it; the evaluation
-    /// follows). Required unless --eval-only.
-    #[arg(long, required_unless_present = "eval_only", value_parser = positive)]
+    /// follows). Required unless --eval-only or --reconsider.
+    #[arg(long, required_unless_present_any = ["eval_only", "reconsider"], value_parser = positive)]
     minutes: Option<f64>,
     /// flex (default), wgpu, wgpu:N, cuda, cuda:N (as built); several, separated by commas
     /// (e.g. cuda:0,cuda:1), train data-parallel (docs/scaling.md).
@@ -402,6 +437,10 @@ struct Args {
     /// Only evaluate the current weights and record them in the state file.
     #[arg(long)]
     eval_only: bool,
+    /// Decide again, under the rule of this build, whether the last stretch (its number) replaces
+    /// the weights in use; its run folder must still hold the candidate it scored.
+    #[arg(long, conflicts_with = "eval_only")]
+    reconsider: Option<u64>,
 }
 
 fn positive(s: &str) -> std::result::Result<f64, String> {
@@ -427,6 +466,7 @@ fn run(a: Args) -> Result<()> {
         probe,
         probe_seconds,
         eval_only,
+        reconsider,
     } = a;
     if probe.contains(&0) || batch == Some(0) {
         return Err(Error::Config("batch sizes must be positive".into()));
@@ -480,6 +520,65 @@ fn run(a: Args) -> Result<()> {
     };
     print_scores("current weights", &current);
     if eval_only {
+        return Ok(());
+    }
+    if let Some(n) = reconsider {
+        let last = state.stretches.last().map_or(0, |s| s.number);
+        let Some(stretch) = state.stretches.last().filter(|s| s.number == n).cloned() else {
+            return Err(Error::Config(format!(
+                "--reconsider {n}: only the last stretch ({last}) can be reconsidered: the \
+                 weights in use must be those it was compared with"
+            )));
+        };
+        if stretch.accepted {
+            return Err(Error::Config(format!("stretch {n} was accepted already")));
+        }
+        if stretch.scores.eval_data != current.eval_data
+            || stretch.scores.inference != current.inference
+        {
+            return Err(Error::Config(format!(
+                "stretch {n} was scored on other held-out files or restored otherwise than the \
+                 weights in use: its scores cannot be compared"
+            )));
+        }
+        let file = match &stretch.ema {
+            Some(e) if !e.chose_average => "final-raw.bpk",
+            _ => "final.bpk",
+        };
+        let path = runs.join(format!("stretch-{n:03}")).join(file);
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        if fnv1a_hex(&bytes) != stretch.scores.weights {
+            return Err(Error::Config(format!(
+                "{} is not the weights stretch {n} scored",
+                path.display()
+            )));
+        }
+        print_scores(&format!("stretch {n}"), &stretch.scores);
+        let accepted = restores_better(&stretch.scores, &current);
+        if accepted {
+            write_atomic(&weights, &bytes)?;
+            state.images_seen += stretch.images;
+            state.current = Some(stretch.scores.clone());
+            let images_seen = state.images_seen;
+            if let Some(last) = state.stretches.last_mut() {
+                last.accepted = true;
+                last.reconsidered = true;
+                last.images_seen = images_seen;
+            }
+            save_state(&state)?;
+        }
+        eprintln!(
+            "{}: stretch {n} {}",
+            state_path.display(),
+            if accepted {
+                format!(
+                    "accepted on reconsideration: {} replaced",
+                    weights.display()
+                )
+            } else {
+                "still not accepted: the weights in use restore better".to_string()
+            }
+        );
         return Ok(());
     }
     let minutes = minutes.ok_or_else(|| Error::Config("--minutes is required".into()))?;
@@ -594,8 +693,7 @@ fn run(a: Args) -> Result<()> {
         }
     }
     print_scores("candidate", &candidate);
-    let accepted =
-        candidate.mean_psnr > current.mean_psnr && candidate.mean_ssim >= current.mean_ssim;
+    let accepted = restores_better(&candidate, &current);
     let images = summary.losses.len() as u64 * exp.batch_size as u64;
     if accepted {
         let bytes = std::fs::read(&candidate_path).map_err(io(&candidate_path))?;
@@ -619,6 +717,7 @@ fn run(a: Args) -> Result<()> {
         ema,
         scores: candidate,
         accepted,
+        reconsidered: false,
         images_seen: state.images_seen,
     });
     save_state(&state)?;
@@ -645,5 +744,97 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scores with `(task, PSNR, SSIM)` rows, the clean photographs taken for clean
+    /// `clean_right` times of 8 and every degraded one right.
+    fn scores(rows: &[(&str, f64, f64)], clean_right: usize) -> Scores {
+        let mut confusion = Confusion::default();
+        for _ in 0..clean_right {
+            confusion.add("clean", "clean");
+        }
+        for _ in clean_right..8 {
+            confusion.add("clean", "haze");
+        }
+        confusion.add("noise", "noise");
+        Scores {
+            weights: String::new(),
+            eval_data: String::new(),
+            inference: String::new(),
+            mean_psnr: rows.iter().map(|r| r.1).sum::<f64>() / rows.len() as f64,
+            mean_ssim: rows.iter().map(|r| r.2).sum::<f64>() / rows.len() as f64,
+            tasks: rows
+                .iter()
+                .map(|&(t, p, s)| (t.to_string(), [p, s, 0.0, 0.0]))
+                .collect(),
+            accuracy: confusion.accuracy(),
+            confusion,
+            seconds: 0.0,
+        }
+    }
+
+    const NOW: [(&str, f64, f64); 3] = [
+        ("denoise_25", 31.0, 0.82),
+        ("dehaze", 18.5, 0.85),
+        ("clean", 32.5, 0.98),
+    ];
+
+    #[test]
+    fn the_network_alone_on_clean_photographs_does_not_decide() {
+        let current = scores(&NOW, 8);
+        let (psnr, ssim) = degraded_means(&current);
+        assert!((psnr - 24.75).abs() < 1e-12 && (ssim - 0.835).abs() < 1e-12);
+        // better on the degraded tasks, far worse on clean photographs restored by the
+        // network alone (the mean over all three falls): accepted
+        let candidate = scores(
+            &[
+                ("denoise_25", 31.2, 0.83),
+                ("dehaze", 18.4, 0.85),
+                ("clean", 29.0, 0.97),
+            ],
+            8,
+        );
+        assert!(candidate.mean_psnr < current.mean_psnr);
+        assert!(restores_better(&candidate, &current));
+        // the same, but one clean photograph fewer recognised: refused
+        let fewer = scores(
+            &[
+                ("denoise_25", 31.2, 0.83),
+                ("dehaze", 18.4, 0.85),
+                ("clean", 29.0, 0.97),
+            ],
+            7,
+        );
+        assert!(!restores_better(&fewer, &current));
+    }
+
+    #[test]
+    fn the_degraded_tasks_must_gain_psnr_and_keep_ssim() {
+        let current = scores(&NOW, 8);
+        let same = scores(&NOW, 8);
+        assert!(!restores_better(&same, &current), "not higher");
+        let lower_ssim = scores(
+            &[
+                ("denoise_25", 31.3, 0.80),
+                ("dehaze", 18.5, 0.85),
+                ("clean", 40.0, 0.99),
+            ],
+            8,
+        );
+        assert!(!restores_better(&lower_ssim, &current));
+        let lower_psnr = scores(
+            &[
+                ("denoise_25", 31.2, 0.83),
+                ("dehaze", 18.2, 0.86),
+                ("clean", 40.0, 0.99),
+            ],
+            8,
+        );
+        assert!(!restores_better(&lower_psnr, &current));
     }
 }
