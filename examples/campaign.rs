@@ -31,7 +31,12 @@
 //! Each stretch starts from `--weights` (deepened first when the configuration's network has
 //! more blocks per level than theirs: `Restorer::grown`) with a fresh optimiser, a seed of its
 //! own (the stretch number, so that every stretch sees other crops and degradations) and its
-//! own warm-up and decay. When the configuration keeps a moving average of the weights
+//! own warm-up and decay. With a cool-down in the configuration (`schedule.cooldown`: the
+//! rate stays at its peak, then cools down over the stretch's last steps), the weights where
+//! the cool-down started are the stretch's *branch*, kept as `RUNS/branch.bpk` and recorded in
+//! the state file by hash; the next stretch continues from the branch instead, at the peak
+//! rate, so no stretch climbs back from cooled-down weights (a stretch whose branch file is
+//! missing or another starts from `--weights`, and says so). When the configuration keeps a moving average of the weights
 //! (`ema`), both the average and the optimiser's own weights are evaluated and the one with
 //! the higher mean PSNR is the candidate. The candidate replaces `--weights` when its mean
 //! held-out PSNR over the degraded tasks is higher, its mean SSIM over them not lower, and it
@@ -133,6 +138,26 @@ struct Stretch {
     reconsidered: bool,
     /// Training crops seen by the weights in use after this stretch (the learning curve's x).
     images_seen: u64,
+    /// The stretch whose branch this one continued (absent: it started from the weights in
+    /// use), and the crops its starting weights had seen (absent in stretches recorded before
+    /// branches: the weights in use's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    from_branch: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    crops_before: Option<u64>,
+}
+
+/// The campaign's branch (`schedule.cooldown`): the weights of the last stretch where its
+/// cool-down started, kept in `RUNS/branch.bpk` (not committed), from which the next stretch
+/// continues at the peak rate instead of restarting from the cooled-down weights in use.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Branch {
+    /// The stretch that wrote it.
+    stretch: u64,
+    /// FNV-1a 64 of the file, hex: a file that is not this one is not used.
+    weights: String,
+    /// Training crops it has seen.
+    images_seen: u64,
 }
 
 /// A stretch's two candidates when it keeps a moving average of the weights: the average
@@ -154,6 +179,9 @@ struct State {
     /// The scores of the weights in use.
     current: Option<Scores>,
     stretches: Vec<Stretch>,
+    /// The branch the next stretch continues, when the last stretch left one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    branch: Option<Branch>,
 }
 
 /// JSON has no infinity: an infinite score is written as `null` and read back as +∞.
@@ -289,6 +317,28 @@ fn evaluate(weights: &Path, data: &Path, device: &Device) -> Result<Scores> {
     })
 }
 
+/// Where a stretch starts: `(weights file, the stretch whose branch it is, crops they have
+/// seen)` — the branch the last stretch left when `branch` holds it (checked by hash), else
+/// `weights`, the weights in use (saying why when a branch was recorded).
+fn start_of(state: &State, branch: &Path, weights: &Path) -> (PathBuf, Option<u64>, u64) {
+    let Some(b) = &state.branch else {
+        return (weights.to_path_buf(), None, state.images_seen);
+    };
+    let why = match std::fs::read(branch) {
+        Ok(bytes) if fnv1a_hex(&bytes) == b.weights => {
+            return (branch.to_path_buf(), Some(b.stretch), b.images_seen);
+        }
+        Ok(_) => format!("not the branch stretch {} left", b.stretch),
+        Err(e) => e.to_string(),
+    };
+    eprintln!(
+        "{}: {why}; starting from {} (a warm restart from cooled-down weights)",
+        branch.display(),
+        weights.display()
+    );
+    (weights.to_path_buf(), None, state.images_seen)
+}
+
 /// Trains each batch size of `batches` for `seconds` from `weights` and returns the one with
 /// the most images per second (median over its steps after the third) and that rate.
 fn probe_batches(
@@ -403,7 +453,8 @@ struct Args {
     /// The campaign's experiment configuration.
     #[arg(long, default_value = "configs/campaign.json")]
     config: PathBuf,
-    /// The weights the stretch starts from and replaces when it restores better.
+    /// The weights the stretch replaces when it restores better, and starts from when the last
+    /// stretch left no branch (RUNS/branch.bpk).
     #[arg(long, default_value = "weights/default.bpk")]
     weights: PathBuf,
     /// The campaign's state file (its learning curve).
@@ -557,7 +608,7 @@ fn run(a: Args) -> Result<()> {
         let accepted = restores_better(&stretch.scores, &current);
         if accepted {
             write_atomic(&weights, &bytes)?;
-            state.images_seen += stretch.images;
+            state.images_seen = stretch.crops_before.unwrap_or(state.images_seen) + stretch.images;
             state.current = Some(stretch.scores.clone());
             let images_seen = state.images_seen;
             if let Some(last) = state.stretches.last_mut() {
@@ -592,13 +643,16 @@ fn run(a: Args) -> Result<()> {
     }
     let configured_batch = exp.batch_size;
     let mut minutes = minutes;
+    // where the stretch starts: the last stretch's branch when it left one, else the weights
+    let branch_path = runs.join("branch.bpk");
+    let (init, from_branch, crops_before) = start_of(&state, &branch_path, &weights);
     if !probe.is_empty() {
         let started = std::time::Instant::now();
         let (best, best_rate) = probe_batches(
             &exp,
             &probe,
             probe_seconds,
-            &weights,
+            &init,
             &data,
             &runs,
             &device_name,
@@ -651,12 +705,18 @@ fn run(a: Args) -> Result<()> {
         std::fs::remove_dir_all(&run_dir).map_err(io(&run_dir))?;
     }
     eprintln!(
-        "stretch {number}: {} steps of {} (planned at {rate:.2} images/s), peak lr {:e}, seed \
-         {number}, at most {minutes} min on {device_name}, from {}",
+        "stretch {number}: {} steps of {} (planned at {rate:.2} images/s), peak lr {:e}{}, seed \
+         {number}, at most {minutes} min on {device_name}, from {}{} ({crops_before} crops seen)",
         exp.steps,
         exp.batch_size,
         exp.optimizer.lr,
-        weights.display()
+        exp.cooldown_start()
+            .map(|b| format!(" (cooling down after step {b})"))
+            .unwrap_or_default(),
+        init.display(),
+        from_branch
+            .map(|n| format!(", the branch of stretch {n}"))
+            .unwrap_or_default()
     );
     let started = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -665,7 +725,7 @@ fn run(a: Args) -> Result<()> {
     let mut opts = TrainOptions::new(&run_dir, devices[0].clone());
     opts.devices = devices.clone();
     opts.data_root = Some(data.clone());
-    opts.init = Some(weights.clone());
+    opts.init = Some(init.clone());
     opts.time_limit = Some(Duration::from_secs_f64(minutes * 60.0));
     let mut reporter = common::TrainReporter::new(exp.log_interval);
     let summary = train_with(exp.clone(), &opts, |e| reporter.event(e));
@@ -698,9 +758,26 @@ fn run(a: Args) -> Result<()> {
     if accepted {
         let bytes = std::fs::read(&candidate_path).map_err(io(&candidate_path))?;
         write_atomic(&weights, &bytes)?;
-        state.images_seen += images;
+        state.images_seen = crops_before + images;
         state.current = Some(candidate.clone());
     }
+    // the branch the next stretch continues: this stretch's, or none (a stretch without a
+    // cool-down leaves none, and the one before is then behind the weights in use)
+    let run_branch = RunDir::new(&run_dir).branch_model();
+    state.branch = if run_branch.exists() {
+        let bytes = std::fs::read(&run_branch).map_err(io(&run_branch))?;
+        write_atomic(&branch_path, &bytes)?;
+        let steps = exp
+            .cooldown_start()
+            .map_or(summary.step, |b| b.min(summary.step));
+        Some(Branch {
+            stretch: number,
+            weights: fnv1a_hex(&bytes),
+            images_seen: crops_before + steps * exp.batch_size as u64,
+        })
+    } else {
+        None
+    };
     state.stretches.push(Stretch {
         number,
         started,
@@ -719,6 +796,8 @@ fn run(a: Args) -> Result<()> {
         accepted,
         reconsidered: false,
         images_seen: state.images_seen,
+        from_branch,
+        crops_before: Some(crops_before),
     });
     save_state(&state)?;
     eprintln!(
@@ -811,6 +890,46 @@ mod tests {
             7,
         );
         assert!(!restores_better(&fewer, &current));
+    }
+
+    #[test]
+    fn a_stretch_continues_the_recorded_branch_and_only_that() {
+        let dir = std::env::temp_dir().join(format!("dppd-campaign-branch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (branch, weights) = (dir.join("branch.bpk"), dir.join("default.bpk"));
+        let mut state = State {
+            images_seen: 1000,
+            current: None,
+            stretches: Vec::new(),
+            branch: None,
+        };
+        // no branch recorded: the weights in use
+        assert_eq!(
+            start_of(&state, &branch, &weights),
+            (weights.clone(), None, 1000)
+        );
+        std::fs::write(&branch, b"branch of stretch 4").unwrap();
+        state.branch = Some(Branch {
+            stretch: 4,
+            weights: fnv1a_hex(b"branch of stretch 4"),
+            images_seen: 1800,
+        });
+        assert_eq!(
+            start_of(&state, &branch, &weights),
+            (branch.clone(), Some(4), 1800)
+        );
+        // another file there, or none: the weights in use
+        std::fs::write(&branch, b"something else").unwrap();
+        assert_eq!(
+            start_of(&state, &branch, &weights),
+            (weights.clone(), None, 1000)
+        );
+        std::fs::remove_file(&branch).unwrap();
+        assert_eq!(
+            start_of(&state, &branch, &weights),
+            (weights.clone(), None, 1000)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -12,7 +12,8 @@
 #    wgpu path computes what flex computes), then a probe of the training rate at batch
 #    16/32/64/128 on the real data, then a stretch at the fastest batch for the time left,
 #    evaluated, and the weights replaced only if they restore better. The new
-#    weights/default.bpk and weights/campaign.json are copied to $OUT for committing.
+#    weights/default.bpk and weights/campaign.json are copied to $OUT for committing, and the
+#    stretch's branch.bpk for runs/campaign/ (docs/default-weights.md).
 #
 # BUDGET is the wall time, in seconds, the whole script may take.
 set -u
@@ -53,6 +54,9 @@ timeout $((left + 20)) "$BIN/campaign" --device "$devices" --data .gpu/data/defa
     --probe 16,32,64,128 --probe-seconds 40
 log "campaign exit status $?"
 cp weights/default.bpk weights/campaign.json "$OUT/"
+# the stretch's branch, which the next stretch continues (docs/default-weights.md): copy it
+# to runs/campaign/branch.bpk on the build machine
+[ -f /tmp/campaign/branch.bpk ] && cp /tmp/campaign/branch.bpk "$OUT/"
 for f in /tmp/campaign/stretch-*/train.csv /tmp/campaign/stretch-*/val.csv; do
     [ -f "$f" ] && cp "$f" "$OUT/"
 done

@@ -38,7 +38,7 @@ fn a_resumed_run_ends_with_the_uninterrupted_runs_average() {
     for f in ["final.bpk", "final-raw.bpk", "best.bpk"] {
         // the values, bit for bit (the files also hold parameter ids, which differ by run)
         assert!(
-            values(&load(&a, f)) == values(&load(&b, f)),
+            common::train::values(&load(&a, f)) == common::train::values(&load(&b, f)),
             "{f} differs between the runs"
         );
     }
@@ -47,24 +47,9 @@ fn a_resumed_run_ends_with_the_uninterrupted_runs_average() {
         common::train::csv_rows(&a.join("val.csv")),
         common::train::csv_rows(&b.join("val.csv"))
     );
-    let average = values(&load(&a, "final.bpk"));
-    let trained = values(&load(&a, "final-raw.bpk"));
+    let average = common::train::values(&load(&a, "final.bpk"));
+    let trained = common::train::values(&load(&a, "final-raw.bpk"));
     assert_eq!(average.len(), trained.len());
     assert!(average != trained, "the average equals the trained weights");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Every float parameter of `m`, in order.
-fn values(m: &Restorer) -> Vec<f32> {
-    use burn::module::{Module, ModuleVisitor, Param};
-    use burn::tensor::Tensor;
-    struct Collect(Vec<f32>);
-    impl ModuleVisitor for Collect {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0.extend(param.val().into_data().iter::<f32>());
-        }
-    }
-    let mut c = Collect(Vec::new());
-    m.visit(&mut c);
-    c.0
 }

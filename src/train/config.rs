@@ -179,7 +179,10 @@ impl OptimizerConfig {
 }
 
 /// Linear warm-up, then cosine decay, per optimisation step (PromptIR's
-/// `LinearWarmupCosineAnnealingLR`, there per epoch).
+/// `LinearWarmupCosineAnnealingLR`, there per epoch); or, with a `cooldown`, warm-up, a
+/// constant rate and a cosine cool-down over the run's last steps (warmup–stable–decay, Hu et
+/// al. 2024, "MiniCPM"; Hägele et al. 2024). The constant phase's end is the run's *branch*: a
+/// later run can continue from its weights ([`ExperimentConfig::cooldown_start`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScheduleConfig {
@@ -193,6 +196,12 @@ pub struct ScheduleConfig {
     pub decay_steps: Option<u64>,
     /// The floor of the cosine (PromptIR: 0).
     pub min_lr: f64,
+    /// The share of the run's steps, in (0, 1], spent cooling down: with it the rate stays at
+    /// the peak from the warm-up's end to [`ExperimentConfig::cooldown_start`], then falls by
+    /// a cosine to `min_lr` at the run's last step. The trainer writes the weights at the
+    /// cool-down's start as `branch.bpk` (`RunDir::branch_model`). Excludes `decay_steps`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<f64>,
 }
 
 impl Default for ScheduleConfig {
@@ -202,6 +211,7 @@ impl Default for ScheduleConfig {
             warmup_start_lr: 0.0,
             decay_steps: None,
             min_lr: 0.0,
+            cooldown: None,
         }
     }
 }
@@ -339,7 +349,31 @@ impl ExperimentConfig {
         {
             return bad("optimizer and schedule values must be finite");
         }
+        if let Some(f) = self.schedule.cooldown {
+            if !(f > 0.0 && f <= 1.0) {
+                return Err(Error::Config(format!(
+                    "schedule.cooldown is the share of the steps spent cooling down, in (0, 1] \
+                     (e.g. 0.2), not {f}"
+                )));
+            }
+            if self.schedule.decay_steps.is_some() {
+                return bad("schedule.cooldown and schedule.decay_steps exclude each other");
+            }
+        }
         self.model.resolve().map(|_| ())
+    }
+
+    /// With `schedule.cooldown`: the number of steps done when the cool-down starts — the
+    /// last `round(cooldown · steps)` steps cool down, never the warm-up's. The weights after
+    /// this many steps are the run's branch (`branch.bpk`).
+    pub fn cooldown_start(&self) -> Option<u64> {
+        let f = self.schedule.cooldown?;
+        let cooling = (f * self.steps as f64).round() as u64;
+        Some(
+            self.steps
+                .saturating_sub(cooling)
+                .max(self.schedule.warmup_steps.min(self.steps)),
+        )
     }
 
     /// The learning rate of step `step` (0-based).
@@ -350,11 +384,16 @@ impl ExperimentConfig {
             return s.warmup_start_lr
                 + (base - s.warmup_start_lr) * (step + 1) as f64 / s.warmup_steps as f64;
         }
-        let end = s.decay_steps.unwrap_or(self.steps);
-        if end <= s.warmup_steps {
+        // the decay's first step (at the peak) and its end (at the floor)
+        let (start, end) = match self.cooldown_start() {
+            Some(b) if step < b => return base,
+            Some(b) => (b, self.steps),
+            None => (s.warmup_steps, s.decay_steps.unwrap_or(self.steps)),
+        };
+        if end <= start {
             return base;
         }
-        let t = ((step - s.warmup_steps) as f64 / (end - s.warmup_steps) as f64).min(1.0);
+        let t = ((step - start) as f64 / (end - start) as f64).min(1.0);
         s.min_lr + 0.5 * (base - s.min_lr) * (1.0 + (std::f64::consts::PI * t).cos())
     }
 }
@@ -414,5 +453,48 @@ mod tests {
         for s in 10..99 {
             assert!(c.lr_at(s + 1) < c.lr_at(s));
         }
+    }
+
+    #[test]
+    fn warmup_then_constant_then_cooldown() {
+        let mut c = config();
+        c.schedule.cooldown = Some(0.2);
+        c.validate().unwrap();
+        assert_eq!(c.cooldown_start(), Some(80));
+        // the warm-up is the cosine schedule's
+        assert!((c.lr_at(0) - 2e-5).abs() < 1e-15);
+        // the peak until the cool-down starts
+        for s in 10..=80 {
+            assert_eq!(c.lr_at(s), 2e-4, "step {s}");
+        }
+        // half way through the cool-down: the mean of peak and floor
+        assert!((c.lr_at(90) - (2e-4 + 1e-6) / 2.0).abs() < 1e-12);
+        for s in 80..99 {
+            assert!(c.lr_at(s + 1) < c.lr_at(s), "step {s}");
+        }
+        assert!((c.lr_at(100) - 1e-6).abs() < 1e-15);
+        // a cool-down longer than what follows the warm-up starts after the warm-up
+        c.schedule.cooldown = Some(1.0);
+        assert_eq!(c.cooldown_start(), Some(10));
+        assert_eq!(c.lr_at(10), 2e-4);
+        assert!(c.lr_at(11) < 2e-4);
+        let round: ExperimentConfig =
+            serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(round, c);
+    }
+
+    #[test]
+    fn a_cooldown_outside_0_1_or_beside_decay_steps_is_refused() {
+        let mut c = config();
+        assert_eq!(c.cooldown_start(), None);
+        for f in [0.0, -0.1, 1.5, f64::NAN] {
+            c.schedule.cooldown = Some(f);
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains("schedule.cooldown"), "{err}");
+        }
+        c.schedule.cooldown = Some(0.2);
+        c.schedule.decay_steps = Some(120);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("exclude each other"), "{err}");
     }
 }

@@ -7,6 +7,8 @@
 //! RUN/curves.png           the training curves (plot.rs)
 //! RUN/checkpoints/ckpt-STEP.ckpt, best.ckpt
 //! RUN/best.bpk, final.bpk  the best validated and the final network
+//! RUN/final-raw.bpk        with a moving average: the optimiser's own final weights
+//! RUN/branch.bpk           with a cool-down: the weights where it started
 //! ```
 //!
 //! The logs are CSV files with a header, written and read through `serde` (the `csv` crate),
@@ -128,6 +130,13 @@ impl RunDir {
     /// `final-raw.bpk`: with a moving average, the optimiser's own weights after the last step.
     pub fn final_raw_model(&self) -> PathBuf {
         self.root.join("final-raw.bpk")
+    }
+
+    /// `branch.bpk`: with a cool-down (`schedule.cooldown`), the optimiser's weights when it
+    /// starts — or at the run's end when a time limit ended it before — from which a later run
+    /// can continue at the peak rate.
+    pub fn branch_model(&self) -> PathBuf {
+        self.root.join("branch.bpk")
     }
 
     /// `curves.png`.

@@ -512,6 +512,9 @@ pub fn train_with(
             summary.validations.push(v);
             plot::draw_run(run.root())?;
         }
+        if config.cooldown_start() == Some(step) {
+            model.valid().save(run.branch_model())?;
+        }
         if every(config.checkpoint_interval) || last {
             let path = run.checkpoint(step);
             checkpoint::save(&path, &state_of(step, best), &model, &optim, ema.as_ref())?;
@@ -521,6 +524,10 @@ pub fn train_with(
         if out_of_time {
             break;
         }
+    }
+    // a time limit ended the run before its cool-down: its weights are still on the branch
+    if config.cooldown_start().is_some_and(|b| step < b) && start < step {
+        model.valid().save(run.branch_model())?;
     }
     if start < step || !run.final_model().exists() {
         match &ema {

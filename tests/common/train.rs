@@ -81,3 +81,19 @@ pub fn csv_rows(path: &Path) -> Vec<String> {
         })
         .collect()
 }
+
+/// Every float parameter of `m`, in order (the values, bit for bit: a `.bpk` file also holds
+/// parameter ids, which differ by run).
+pub fn values(m: &dppd::model::Restorer) -> Vec<f32> {
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::tensor::Tensor;
+    struct Collect(Vec<f32>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.extend(param.val().into_data().iter::<f32>());
+        }
+    }
+    let mut c = Collect(Vec::new());
+    m.visit(&mut c);
+    c.0
+}
