@@ -54,7 +54,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use burn::prelude::*;
 use clap::Parser;
 use dppd::data::{RestoreDataset, TaskMix, synthetic_entries};
-use dppd::degrade::Task;
+use dppd::degrade::{Degradation, Task};
 use dppd::eval::{Confusion, benchmark};
 use dppd::model::Restorer;
 use dppd::restore::RestoreOptions;
@@ -232,7 +232,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
-/// A fingerprint of the held-out folder: the names and bytes of its files, in order.
+/// A fingerprint of the held-out set: the names and bytes of the folder's files, in order, and
+/// how the evaluation degrades and stores them (each task's degradation, the quantization), so
+/// that scores of another synthesis are never compared.
 fn data_fingerprint(data: &Path) -> Result<String> {
     let dir = data.join("zz-heldout");
     let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -250,6 +252,9 @@ fn data_fingerprint(data: &Path) -> Result<String> {
         );
         all.extend(std::fs::read(&p).map_err(io(&p))?);
     }
+    let synthesis: Vec<Degradation> = EVAL_TASKS.iter().map(|t| t.degradation()).collect();
+    let set = eval_set(Vec::new());
+    all.extend(format!("{synthesis:?} {:?}", set.quantization()).as_bytes());
     Ok(fnv1a_hex(&all))
 }
 
@@ -278,11 +283,16 @@ fn inference(options: &RestoreOptions) -> String {
     }
 }
 
+/// The held-out set of `entries` as the campaign scores it.
+fn eval_set(entries: Vec<dppd::data::Entry>) -> RestoreDataset {
+    RestoreDataset::test(entries, EVAL_SEED).with_max_side(Some(EVAL_MAX_SIDE))
+}
+
 fn evaluate(weights: &Path, data: &Path, device: &Device) -> Result<Scores> {
     let bytes = std::fs::read(weights).map_err(io(weights))?;
     let model = Restorer::load(weights, device)?.valid();
     let entries = synthetic_entries(&data.join("zz-heldout"), &TaskMix::uniform(&EVAL_TASKS))?;
-    let set = RestoreDataset::test(entries, EVAL_SEED).with_max_side(Some(EVAL_MAX_SIDE));
+    let set = eval_set(entries);
     let options = eval_options();
     let b = benchmark(&model, &set, None, &options, device, |i, n, r| {
         eprint!(

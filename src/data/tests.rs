@@ -280,6 +280,52 @@ fn large_photographs_are_downscaled_and_the_cache_changes_nothing() {
 }
 
 #[test]
+fn synthetic_samples_are_stored_as_8_bit_files_unless_told_otherwise() {
+    // Haze and rain are continuous, and a downscaled photograph is too; a sample is rounded
+    // to k/255 as the files a user restores are (the clean photograph first, then the
+    // degraded one), and `Quantization::None` keeps them as computed.
+    use crate::degrade::Quantization;
+    let t = TempDir::new("eight-bit");
+    put(&t.0, "p.png", &photo(120, 80, 2));
+    let on_grid = |img: &Image| {
+        img.data
+            .iter()
+            .all(|v| (v * 255.0 - (v * 255.0).round()).abs() < 1e-3)
+    };
+    for task in [Task::Dehaze, Task::Derain, Task::Clean] {
+        let entry = Entry::synthetic(t.0.join("p.png"), None, task);
+        for ds in [
+            RestoreDataset::train(vec![entry.clone()], 48, 3).with_max_side(Some(100)),
+            RestoreDataset::test(vec![entry], 3).with_max_side(Some(100)),
+        ] {
+            assert_eq!(ds.quantization(), Quantization::Round);
+            let s = ds.get(0, 0).unwrap();
+            assert!(on_grid(&s.degraded), "{task}: degraded off the 8-bit grid");
+            assert!(on_grid(&s.clean), "{task}: clean off the 8-bit grid");
+            let continuous = ds.with_quantization(Quantization::None).get(0, 0).unwrap();
+            assert!(
+                !on_grid(&continuous.degraded),
+                "{task}: degraded rounded anyway"
+            );
+            assert!(!on_grid(&continuous.clean), "{task}: clean rounded anyway");
+            // the rounding of the clean photograph (≤ ½ level, and the depth proxy haze
+            // computes from it) and of the result (≤ ½ level): close, not equal
+            let gap = s
+                .degraded
+                .data
+                .iter()
+                .zip(&continuous.degraded.data)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(gap <= 2.0 / 255.0, "{task}: {gap}");
+            if task == Task::Clean {
+                assert_eq!(s.degraded, s.clean, "a clean input is its target");
+            }
+        }
+    }
+}
+
+#[test]
 fn test_mode_is_fixed_per_image_whatever_the_order() {
     let t = TempDir::new("testmode");
     put(&t.0, "a.png", &photo(37, 21, 1));
@@ -410,7 +456,7 @@ fn the_repository_photographs_and_depth_load() {
 fn a_hazed_test_image_is_the_photograph_hazed_with_its_depth_map_cached_or_not() {
     // Test mode hazes the whole photograph with its depth map file, resampled to it (read
     // once and kept when the dataset caches): the same image on every read, cached or not.
-    use crate::degrade::{Haze, rng_from_seed};
+    use crate::degrade::{Haze, Quantization, rng_from_seed};
     let photos = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/photos");
     let clean = photos.join("motorcycle_left.png");
     let depth_file = photos.join("motorcycle_left_depth.png");
@@ -422,7 +468,10 @@ fn a_hazed_test_image_is_the_photograph_hazed_with_its_depth_map_cached_or_not()
             .with_max_side(Some(370))
             .with_cache(cache);
         let mut rng = rng_from_seed(ds.sample_seed(0, 0));
+        // stored as 8-bit files: the downscaled photograph, then the hazed one
+        let photo = Quantization::Round.apply(&photo);
         let whole = Haze::default().apply_with_depth(&photo, Some(&depth), &mut rng);
+        let whole = Quantization::Round.apply(&whole);
         for _ in 0..2 {
             let sample = ds.get(0, 0).unwrap();
             assert_eq!(sample.degraded, whole.crop_to_multiple(16).unwrap());
@@ -458,12 +507,14 @@ fn a_hazed_test_image_is_the_photograph_hazed_with_its_depth_map_cached_or_not()
 fn a_hazed_training_crop_is_the_crop_of_the_whole_photograph_hazed() {
     // The loader hazes only the crop, with the crop of the photograph's relative depth: the
     // sample must be, bit for bit, the crop of the photograph hazed whole with the same
-    // generator (with a measured depth map and with the depth proxy, cached or not).
-    use crate::degrade::{Haze, rng_from_seed};
+    // generator (with a measured depth map and with the depth proxy, cached or not), stored
+    // as an 8-bit file.
+    use crate::degrade::{Haze, Quantization, rng_from_seed};
     let photos = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/photos");
     let clean = photos.join("motorcycle_left.png");
     let depth_file = photos.join("motorcycle_left_depth.png");
-    let photo = read_image(&clean).unwrap();
+    // stored as an 8-bit file (the decoder's k/255 may differ from it by a float rounding)
+    let photo = Quantization::Round.apply(&read_image(&clean).unwrap());
     let depth = read_depth(&depth_file).unwrap();
     for depth_file in [Some(depth_file.clone()), None] {
         for cache in [true, false] {
@@ -476,6 +527,7 @@ fn a_hazed_training_crop_is_the_crop_of_the_whole_photograph_hazed() {
                 let t = Dihedral::random_non_identity(&mut rng);
                 let map = depth_file.as_ref().map(|_| &depth);
                 let whole = Haze::default().apply_with_depth(&photo, map, &mut rng);
+                let whole = Quantization::Round.apply(&whole);
                 assert_eq!(sample.degraded, t.apply(&whole.crop(x, y, 64, 64).unwrap()));
                 assert_eq!(sample.clean, t.apply(&photo.crop(x, y, 64, 64).unwrap()));
             }

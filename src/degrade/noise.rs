@@ -18,6 +18,34 @@ pub enum Quantization {
     None,
 }
 
+impl Quantization {
+    /// One value on the 0–255 scale, already clamped to `[0, 255]`, as this quantization
+    /// stores it.
+    fn store(self, v: f32) -> f32 {
+        match self {
+            Self::Round => v.round(),
+            // tolerate 8-bit inputs stored as k/255 with float error
+            Self::Truncate => (v + 1e-3).floor().min(255.0),
+            Self::None => v,
+        }
+    }
+
+    /// `image` (values in `[0, 1]`) as an 8-bit file stores it: every value clamped to
+    /// `[0, 1]` and put on the grid `k/255` this way ([`None`](Self::None): clamped only).
+    /// Idempotent on an image already on the grid.
+    pub fn apply(self, image: &Image) -> Image {
+        Image {
+            width: image.width,
+            height: image.height,
+            data: image
+                .data
+                .iter()
+                .map(|&x| self.store((x * 255.0).clamp(0.0, 255.0)) / 255.0)
+                .collect(),
+        }
+    }
+}
+
 /// The noise level σ, on the 0–255 scale.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Sigma {
@@ -84,16 +112,7 @@ impl GaussianNoise {
             .data
             .iter()
             .zip(&noise)
-            .map(|(&x, &n)| {
-                let v = (x * 255.0 + sigma * n).clamp(0.0, 255.0);
-                let v = match q {
-                    Quantization::Round => v.round(),
-                    // tolerate 8-bit inputs stored as k/255 with float error
-                    Quantization::Truncate => (v + 1e-3).floor().min(255.0),
-                    Quantization::None => v,
-                };
-                v / 255.0
-            })
+            .map(|(&x, &n)| q.store((x * 255.0 + sigma * n).clamp(0.0, 255.0)) / 255.0)
             .collect();
         Image {
             width: image.width,

@@ -101,6 +101,23 @@ pub struct DataConfig {
     /// Keep the decoded training photographs in memory (`photos` layout): 12 bytes per pixel
     /// each, one decode per photograph instead of one per sample.
     pub cache_images: bool,
+    /// Store the synthetic samples as 8-bit files would (`photos` layout;
+    /// [`crate::data::RestoreDataset::with_quantization`]): the clean photograph after
+    /// downscaling and the degraded image rounded to `k/255`, as every photograph a user
+    /// restores is. `false` keeps haze, rain and blur continuous (what runs before this option
+    /// trained on).
+    pub eight_bit: bool,
+}
+
+impl DataConfig {
+    /// How the synthetic samples are stored ([`eight_bit`](Self::eight_bit)).
+    pub(crate) fn quantization(&self) -> crate::degrade::Quantization {
+        if self.eight_bit {
+            crate::degrade::Quantization::Round
+        } else {
+            crate::degrade::Quantization::None
+        }
+    }
 }
 
 impl Default for DataConfig {
@@ -117,6 +134,7 @@ impl Default for DataConfig {
             workers: 2,
             max_side: None,
             cache_images: false,
+            eight_bit: true,
         }
     }
 }
@@ -408,6 +426,14 @@ mod tests {
                 "schedule": {"warmup_steps": 10, "min_lr": 1e-6}}"#,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn synthetic_samples_are_8_bit_unless_the_config_says_otherwise() {
+        use crate::degrade::Quantization;
+        assert_eq!(config().data.quantization(), Quantization::Round);
+        let data: DataConfig = serde_json::from_str(r#"{"eight_bit": false}"#).unwrap();
+        assert_eq!(data.quantization(), Quantization::None);
     }
 
     #[test]

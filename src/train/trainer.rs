@@ -343,7 +343,8 @@ pub fn train_with(
             derive_seed(config.seed, &[STREAM_CROPS]),
         )
         .with_max_side(config.data.max_side)
-        .with_cache(config.data.cache_images),
+        .with_cache(config.data.cache_images)
+        .with_quantization(config.data.quantization()),
     );
     let loader = Loader::new(
         dataset.clone(),

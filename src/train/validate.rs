@@ -66,7 +66,8 @@ pub(crate) fn build_val(config: &ExperimentConfig, entries: Vec<Entry>) -> Resul
             .with_cache(true)
     } else {
         RestoreDataset::test(entries, d.val_seed).with_max_side(d.max_side)
-    };
+    }
+    .with_quantization(d.quantization());
     let samples = (0..dataset.len())
         .map(|i| dataset.get(i, 0))
         .collect::<Result<Vec<_>>>()?;
