@@ -236,6 +236,11 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// how the evaluation degrades and stores them (each task's degradation, the quantization), so
 /// that scores of another synthesis are never compared.
 fn data_fingerprint(data: &Path) -> Result<String> {
+    fingerprint(data, &eval_set(Vec::new()))
+}
+
+/// [`data_fingerprint`] of the photographs in `data` synthesised as `set` does.
+fn fingerprint(data: &Path, set: &RestoreDataset) -> Result<String> {
     let dir = data.join("zz-heldout");
     let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map_err(io(&dir))?
@@ -253,7 +258,6 @@ fn data_fingerprint(data: &Path) -> Result<String> {
         all.extend(std::fs::read(&p).map_err(io(&p))?);
     }
     let synthesis: Vec<Degradation> = EVAL_TASKS.iter().map(|t| t.degradation()).collect();
-    let set = eval_set(Vec::new());
     all.extend(format!("{synthesis:?} {:?}", set.quantization()).as_bytes());
     Ok(fnv1a_hex(&all))
 }
@@ -938,6 +942,35 @@ mod tests {
         assert_eq!(
             start_of(&state, &branch, &weights),
             (weights.clone(), None, 1000)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_held_out_fingerprint_covers_the_files_and_the_synthesis() {
+        use dppd::degrade::Quantization;
+        let dir = std::env::temp_dir().join(format!("dppd-campaign-print-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("zz-heldout")).unwrap();
+        std::fs::write(dir.join("zz-heldout/a.png"), b"photo a").unwrap();
+        let eight_bit = eval_set(Vec::new());
+        let continuous = eval_set(Vec::new()).with_quantization(Quantization::None);
+        let first = fingerprint(&dir, &eight_bit).unwrap();
+        assert_eq!(
+            first,
+            data_fingerprint(&dir).unwrap(),
+            "the evaluation's set"
+        );
+        assert_eq!(first, fingerprint(&dir, &eight_bit).unwrap(), "stable");
+        assert_ne!(
+            first,
+            fingerprint(&dir, &continuous).unwrap(),
+            "another synthesis"
+        );
+        std::fs::write(dir.join("zz-heldout/a.png"), b"photo b").unwrap();
+        assert_ne!(
+            first,
+            fingerprint(&dir, &eight_bit).unwrap(),
+            "another file"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -10,7 +10,9 @@
 //! `--help` lists every option. Writes `OUT/results.md`, `OUT/results.csv`,
 //! `OUT/images/TASK/NAME.png`. Every image is restored as `restore` does (whole, or in tiles
 //! when it exceeds the default memory budget; what it takes for haze in 128-pixel tiles, as
-//! `--haze-tile` says; with `--ensemble N`, as `restore --ensemble N` does).
+//! `--haze-tile` says; with `--ensemble N`, as `restore --ensemble N` does). Photographs of
+//! `--data` are degraded and stored as 8-bit files would hold them (docs/data.md, "8-bit
+//! samples"), so `--save-inputs` writes exactly what the network read.
 
 mod common;
 
@@ -66,7 +68,8 @@ struct Args {
     #[arg(long, value_parser = side)]
     max_side: Option<usize>,
     /// Also write each degraded input and its clean target (OUT/inputs/TASK/NAME.png,
-    /// OUT/clean/TASK/NAME.png), for scoring other methods on exactly the same images.
+    /// OUT/clean/TASK/NAME.png; 8-bit, as the network read them), for scoring other methods on
+    /// exactly the same images.
     #[arg(long)]
     save_inputs: bool,
     /// Score the network's own restorations of what it takes for clean too (by default those
