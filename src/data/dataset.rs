@@ -235,9 +235,8 @@ impl RestoreDataset {
     /// degraded image after its degradation; noise, low light and JPEG already produce
     /// 8-bit values, haze, rain and blur continuous ones. A network trained on continuous haze
     /// reacts to the 8-bit rounding of a real file (`docs/data.md`). A 16-bit photograph is
-    /// rounded too.
-    /// [`Quantization::None`] keeps them continuous (clamped to `[0, 1]`). Paired entries are
-    /// read as their files hold them.
+    /// rounded too; [`Quantization::None`] keeps every value continuous (clamped to `[0, 1]`).
+    /// Paired entries are read as their files hold them.
     pub fn with_quantization(mut self, quantization: Quantization) -> Self {
         self.quantization = quantization;
         self
@@ -381,8 +380,11 @@ impl RestoreDataset {
                 degradation,
             } => {
                 let c = self.clean_photo(clean)?;
-                self.synthesize(clean, &c, depth.as_deref(), degradation, &mut rng)
-                    .map_err(|e| at(clean, e))?
+                let (d, c) = self
+                    .synthesize(clean, &c, depth.as_deref(), degradation, &mut rng)
+                    .map_err(|e| at(clean, e))?;
+                // rounding is per value: the same before or after the crop and the flip
+                (self.quantization.apply(&d), c)
             }
         };
         Ok(Sample {
@@ -452,12 +454,10 @@ impl RestoreDataset {
                         degradation.apply_with_depth(&c, dm.as_ref(), rng)
                     }
                 };
-                let d = self.quantization.apply(&d);
                 Ok((t.apply(&d), t.apply(&c)))
             }
             Mode::Test { multiple } => {
                 let d = degradation.apply_with_depth(clean, depth_map()?.as_deref(), rng);
-                let d = self.quantization.apply(&d);
                 Ok((
                     d.crop_to_multiple(multiple)?,
                     clean.crop_to_multiple(multiple)?,
