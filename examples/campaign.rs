@@ -7,10 +7,12 @@
 //!     [--config configs/campaign.json] [--weights weights/default.bpk]
 //!     [--state weights/campaign.json] [--data data/default] [--runs runs/campaign]
 //!     [--rate IMAGES_PER_S] [--steps N] [--batch N] [--lr PEAK]
-//!     [--probe 16,32,64,128 [--probe-seconds S]] [--eval-only | --reconsider N]
+//!     [--probe 16,32,64,128 [--probe-seconds S]] [--eval-only | --reconsider N | --resume]
 //! ```
 //! - `--minutes`: wall time of the training; the run stops cleanly at it (checkpoint and model
-//!   written), and the evaluation follows;
+//!   written), and the evaluation follows. When the training runs slower than planned, its
+//!   cool-down starts early so that it still ends complete within the time
+//!   (`TrainOptions::fit_cooldown`; the state file records the shortened length);
 //! - `--steps`: the stretch's schedule length (warm-up, then cosine to `min_lr`); by default
 //!   planned from `--minutes` and the training rate the last stretch of the same network on
 //!   the same device and batch measured (0.8 × the last stretch's on that device and batch for
@@ -26,7 +28,11 @@
 //!   excluded);
 //! - `--eval-only`: evaluate the current weights and record them in the state file;
 //! - `--reconsider N`: decide again, under this build's rule, whether the last stretch (N),
-//!   not accepted, replaces the weights (its run folder must still hold its candidate).
+//!   not accepted, replaces the weights (its run folder must still hold its candidate);
+//! - `--resume`: continue a stretch interrupted before it was recorded (its process killed,
+//!   the session over): the next stretch's run folder from its newest checkpoint, with the
+//!   schedule it planned (or `--steps`), for at most `--minutes`; then evaluate and decide
+//!   as usual.
 //!
 //! Each stretch starts from `--weights` (deepened first when the configuration's network has
 //! more blocks per level than theirs: `Restorer::grown`) with a fresh optimiser, a seed of its
@@ -114,11 +120,16 @@ struct Stretch {
     steps_planned: u64,
     steps_done: u64,
     batch: usize,
-    /// Images (crops) trained on, and the training rate.
+    /// Images (crops) trained on, and the training rate (of its last call when it was
+    /// continued with `--resume`).
     images: u64,
     images_per_second: f64,
     /// Whether the time limit ended it before its schedule did.
     time_limited: bool,
+    /// The schedule's length after its cool-down was brought forward to end within the time
+    /// (`TrainOptions::fit_cooldown`; absent: it ran as planned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    steps_fitted: Option<u64>,
     /// The trained network's parameter count (absent in stretches recorded before it was).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     parameters: Option<u64>,
@@ -506,6 +517,14 @@ struct Args {
     /// the weights in use; its run folder must still hold the candidate it scored.
     #[arg(long, conflicts_with = "eval_only")]
     reconsider: Option<u64>,
+    /// Continue the stretch that was interrupted before it was recorded (the process killed,
+    /// the session ended): the next stretch's run folder, from its newest checkpoint, with its
+    /// own schedule, for at most --minutes (the cool-down brought forward if need be); then
+    /// evaluate and decide as usual.
+    /// With --steps, the schedule gets that length instead (a resumed run may change only
+    /// its length).
+    #[arg(long, conflicts_with_all = ["eval_only", "reconsider", "probe", "batch", "lr", "rate"])]
+    resume: bool,
 }
 
 fn positive(s: &str) -> std::result::Result<f64, String> {
@@ -532,6 +551,7 @@ fn run(a: Args) -> Result<()> {
         probe_seconds,
         eval_only,
         reconsider,
+        resume,
     } = a;
     if probe.contains(&0) || batch == Some(0) {
         return Err(Error::Config("batch sizes must be positive".into()));
@@ -648,9 +668,27 @@ fn run(a: Args) -> Result<()> {
     }
     let minutes = minutes.ok_or_else(|| Error::Config("--minutes is required".into()))?;
 
-    // the stretch's experiment
+    // the stretch's experiment: a new one, or the interrupted one's (`--resume`)
     let number = state.stretches.len() as u64 + 1;
-    let mut exp = ExperimentConfig::load(&config)?;
+    let run_dir = runs.join(format!("stretch-{number:03}"));
+    let mut exp = if resume {
+        let file = RunDir::new(&run_dir).config();
+        if !file.exists() || RunDir::new(&run_dir).list_checkpoints().is_empty() {
+            return Err(Error::Config(format!(
+                "--resume: no interrupted stretch {number} to continue ({} holds no run \
+                 configuration and checkpoint; the state file records {} stretches)",
+                run_dir.display(),
+                number - 1
+            )));
+        }
+        let mut exp = ExperimentConfig::load(&file)?;
+        if let Some(n) = steps {
+            exp.steps = n;
+        }
+        exp
+    } else {
+        ExperimentConfig::load(&config)?
+    };
     exp.seed = number;
     if let Some(lr) = lr {
         exp.optimizer.lr = lr;
@@ -679,7 +717,7 @@ fn run(a: Args) -> Result<()> {
             return Err(Error::Config("the probe used up --minutes".into()));
         }
     }
-    if let Some(b) = batch {
+    if let Some(b) = batch.filter(|_| !resume) {
         exp.batch_size = b;
         exp.optimizer.lr *= (b as f64 / configured_batch as f64).sqrt();
     }
@@ -709,20 +747,28 @@ fn run(a: Args) -> Result<()> {
             (None, None) => 1.0,
         }
     });
-    exp.steps = steps.unwrap_or_else(|| {
-        // 90% of the time at the expected rate, less the first validation's and set-up's share
-        let planned = (minutes * 60.0 * 0.9 * rate / exp.batch_size as f64) as u64;
-        planned.max(exp.schedule.warmup_steps + 10)
-    });
-    let run_dir = runs.join(format!("stretch-{number:03}"));
-    if run_dir.exists() {
-        std::fs::remove_dir_all(&run_dir).map_err(io(&run_dir))?;
+    if !resume {
+        exp.steps = steps.unwrap_or_else(|| {
+            // 90% of the time at the expected rate, less the first validation's and set-up's
+            // share
+            let planned = (minutes * 60.0 * 0.9 * rate / exp.batch_size as f64) as u64;
+            planned.max(exp.schedule.warmup_steps + 10)
+        });
+        if run_dir.exists() {
+            std::fs::remove_dir_all(&run_dir).map_err(io(&run_dir))?;
+        }
     }
     eprintln!(
-        "stretch {number}: {} steps of {} (planned at {rate:.2} images/s), peak lr {:e}{}, seed \
-         {number}, at most {minutes} min on {device_name}, from {}{} ({crops_before} crops seen)",
+        "stretch {number}{}: {} steps of {}{}, peak lr {:e}{}, seed {number}, at most {minutes} \
+         min on {device_name}, from {}{} ({crops_before} crops seen)",
+        if resume { " continued" } else { "" },
         exp.steps,
         exp.batch_size,
+        if resume {
+            String::new()
+        } else {
+            format!(" (planned at {rate:.2} images/s)")
+        },
         exp.optimizer.lr,
         exp.cooldown_start()
             .map(|b| format!(" (cooling down after step {b})"))
@@ -732,7 +778,12 @@ fn run(a: Args) -> Result<()> {
             .map(|n| format!(", the branch of stretch {n}"))
             .unwrap_or_default()
     );
-    let started = SystemTime::now()
+    // when the stretch started: now, or when the interrupted one created its run folder
+    let begun = resume
+        .then(|| std::fs::metadata(&run_dir).and_then(|m| m.created()).ok())
+        .flatten()
+        .unwrap_or_else(SystemTime::now);
+    let started = begun
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
@@ -740,7 +791,9 @@ fn run(a: Args) -> Result<()> {
     opts.devices = devices.clone();
     opts.data_root = Some(data.clone());
     opts.init = Some(init.clone());
+    opts.resume = resume;
     opts.time_limit = Some(Duration::from_secs_f64(minutes * 60.0));
+    opts.fit_cooldown = true;
     let mut reporter = common::TrainReporter::new(exp.log_interval);
     let summary = train_with(exp.clone(), &opts, |e| reporter.event(e));
     reporter.finish();
@@ -768,7 +821,8 @@ fn run(a: Args) -> Result<()> {
     }
     print_scores("candidate", &candidate);
     let accepted = restores_better(&candidate, &current);
-    let images = summary.losses.len() as u64 * exp.batch_size as u64;
+    // every step of the run, those before an interruption included
+    let images = summary.step * exp.batch_size as u64;
     if accepted {
         let bytes = std::fs::read(&candidate_path).map_err(io(&candidate_path))?;
         write_atomic(&weights, &bytes)?;
@@ -781,7 +835,11 @@ fn run(a: Args) -> Result<()> {
     state.branch = if run_branch.exists() {
         let bytes = std::fs::read(&run_branch).map_err(io(&run_branch))?;
         write_atomic(&branch_path, &bytes)?;
-        let steps = exp
+        let run = ExperimentConfig {
+            steps: summary.steps,
+            ..exp.clone()
+        };
+        let steps = run
             .cooldown_start()
             .map_or(summary.step, |b| b.min(summary.step));
         Some(Branch {
@@ -803,6 +861,7 @@ fn run(a: Args) -> Result<()> {
         images,
         images_per_second: summary.images_per_second,
         time_limited: summary.time_limited,
+        steps_fitted: (summary.steps != exp.steps).then_some(summary.steps),
         parameters: Some(parameters),
         peak_lr: Some(exp.optimizer.lr),
         ema,

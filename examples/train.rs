@@ -70,6 +70,12 @@ struct Args {
     /// minutes after the start; --resume continues it.
     #[arg(long)]
     minutes: Option<f64>,
+    /// With --minutes and a cool-down in the configuration (schedule.cooldown): when the rest
+    /// of the schedule would not end within the time at the pace of the last steps, start the
+    /// cool-down early, so that the run ends with it complete (the schedule is shortened, and
+    /// the run's config.json records the new length).
+    #[arg(long, requires = "minutes")]
+    fit_cooldown: bool,
     /// Recompute intermediate values in the backward pass instead of keeping them: less
     /// memory, more time, the same results.
     #[arg(long)]
@@ -133,6 +139,7 @@ fn run(a: Args) -> Result<()> {
         stop_at: a.stop_at,
         init: a.init,
         time_limit: a.minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
+        fit_cooldown: a.fit_cooldown,
         gradient_checkpointing: a.gradient_checkpointing,
         devices: devices.clone(),
         ..TrainOptions::new(&out, devices[0].clone())

@@ -122,8 +122,8 @@ pub fn load_model(
 }
 
 /// Shows a training run's events on stderr: a progress bar over the steps on a terminal (a
-/// line every `log_interval` steps otherwise), one line per validation, checkpoint skips and
-/// the time limit.
+/// line every `log_interval` steps otherwise), one line per validation, checkpoint skips, the
+/// time limit and a cool-down brought forward.
 pub struct TrainReporter {
     bar: Option<ProgressBar>,
     log_interval: u64,
@@ -220,6 +220,19 @@ impl TrainReporter {
             TrainEvent::Checkpoint { .. } => {}
             TrainEvent::TimeLimit { step } => {
                 self.println(format!("time limit reached after step {step}"))
+            }
+            TrainEvent::CooldownBroughtForward {
+                step,
+                steps,
+                planned,
+            } => {
+                if let Some(b) = &self.bar {
+                    b.set_length(b.length().unwrap_or(0).saturating_sub(planned - steps));
+                }
+                self.println(format!(
+                    "the cool-down starts after step {step} to end within the time limit: \
+                     {steps} steps instead of {planned}"
+                ))
             }
         }
     }

@@ -394,6 +394,30 @@ impl ExperimentConfig {
         )
     }
 
+    /// With `schedule.cooldown` (a share below 1): the length to which a run that has done
+    /// `step` steps, past its warm-up, shortens its schedule to start cooling down now — the
+    /// shortest run whose last `round(cooldown · steps)` steps start at `step` or later, so
+    /// that the cool-down is still the configured share of it
+    /// (`TrainOptions::fit_cooldown`). `None` without a cool-down, or with a share of 1 (the
+    /// whole run cools down: there is no constant phase to end early).
+    pub fn steps_cooling_from(&self, step: u64) -> Option<u64> {
+        let f = self.schedule.cooldown.filter(|f| *f < 1.0)?;
+        let starts = |steps: u64| steps - (f * steps as f64).round() as u64;
+        // `starts` grows by 0 or 1 with each step added (so the answer starts its cool-down
+        // at `step` exactly), `starts(t) <= t`, and `starts(hi) >= (1 − f)·hi − ½ > step`:
+        // the answer is in [step, hi]
+        let (mut lo, mut hi) = (step, ((step + 1) as f64 / (1.0 - f)).ceil() as u64 + 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if starts(mid) >= step {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        Some(lo)
+    }
+
     /// The learning rate of step `step` (0-based).
     pub fn lr_at(&self, step: u64) -> f64 {
         let s = &self.schedule;
@@ -507,6 +531,48 @@ mod tests {
         let round: ExperimentConfig =
             serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(round, c);
+    }
+
+    #[test]
+    fn a_schedule_shortened_to_cool_down_now_starts_its_cooldown_there() {
+        let mut c = config();
+        assert_eq!(
+            c.steps_cooling_from(40),
+            None,
+            "no cool-down: nothing to bring forward"
+        );
+        for f in [0.1, 0.2, 0.25, 0.5, 0.9] {
+            c.schedule.cooldown = Some(f);
+            for step in 11..400 {
+                let steps = c.steps_cooling_from(step).unwrap();
+                let at = |steps| {
+                    ExperimentConfig { steps, ..c.clone() }
+                        .cooldown_start()
+                        .unwrap()
+                };
+                // the cool-down starts now
+                assert_eq!(at(steps), step, "f {f} step {step}");
+                // and no shorter run's starts here or later
+                assert!(at(steps - 1) < step, "f {f} step {step}");
+                // the cool-down is the configured share of the shortened run
+                let cooling = (steps - at(steps)) as f64;
+                assert!(
+                    (cooling - f * steps as f64).abs() <= 0.5,
+                    "f {f} step {step}"
+                );
+            }
+        }
+        // 20% of the planned 100 steps cool down from step 80; shortened at step 40, the run
+        // ends at 50 and cools down over its last 10
+        c.schedule.cooldown = Some(0.2);
+        assert_eq!(c.steps_cooling_from(80), Some(100));
+        assert_eq!(c.steps_cooling_from(40), Some(50));
+        c.schedule.cooldown = Some(1.0);
+        assert_eq!(
+            c.steps_cooling_from(40),
+            None,
+            "all cool-down: no constant phase"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! The run folder's files are [`RunDir`]'s, the validation [`super::validate`]'s, the data
 //! split [`super::split`]'s.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,6 +73,19 @@ pub struct TrainOptions {
     /// started: a checkpoint and `final.bpk` are written, and [`TrainSummary::time_limited`]
     /// says so. `--resume` continues the schedule from there.
     pub time_limit: Option<Duration>,
+    /// With [`Self::time_limit`] and a cool-down (`schedule.cooldown`): when, at the run's
+    /// pace (the faster of its last 50 steps' and the whole call's, so that a passing
+    /// slowdown does not decide), the rest of the schedule would not end within the time
+    /// limit, start
+    /// the cool-down early, so that the run ends with its cool-down complete instead of being
+    /// cut in the middle of it. The schedule is then shortened to the length whose cool-down
+    /// (still the configured share of the steps) starts now
+    /// ([`ExperimentConfig::steps_cooling_from`]), the run folder's `config.json` records the
+    /// new length (so `--resume` continues the shortened schedule), the run reports
+    /// [`TrainEvent::CooldownBroughtForward`], and [`TrainSummary::steps`] says how long the
+    /// schedule became. The decision is taken after each step of the constant phase once ten
+    /// steps of this call are done; the time limit still ends a run that slows down further.
+    pub fit_cooldown: bool,
 }
 
 impl TrainOptions {
@@ -86,6 +100,7 @@ impl TrainOptions {
             gradient_checkpointing: false,
             init: None,
             time_limit: None,
+            fit_cooldown: false,
         }
     }
 }
@@ -105,6 +120,9 @@ pub struct TrainSummary {
     pub images_per_second: f64,
     /// Whether the run ended at [`TrainOptions::time_limit`] before `steps`.
     pub time_limited: bool,
+    /// The schedule's length when the call returned: the configuration's `steps`, or less
+    /// when [`TrainOptions::fit_cooldown`] brought the cool-down forward.
+    pub steps: u64,
 }
 
 /// What the training loop reports while it works ([`train_with`]).
@@ -156,6 +174,16 @@ pub enum TrainEvent<'a> {
     TimeLimit {
         /// Steps done.
         step: u64,
+    },
+    /// The cool-down starts after this step instead of later, so that the run ends within
+    /// its time limit ([`TrainOptions::fit_cooldown`]).
+    CooldownBroughtForward {
+        /// Steps done: the cool-down starts now.
+        step: u64,
+        /// The schedule's new length.
+        steps: u64,
+        /// Its length before.
+        planned: u64,
     },
 }
 
@@ -295,7 +323,7 @@ fn val_rows(v: &Validation) -> Vec<ValRow> {
 /// Trains (or continues) a run, reporting through `events`. See the module docs and
 /// `docs/training.md`.
 pub fn train_with(
-    config: ExperimentConfig,
+    mut config: ExperimentConfig,
     opts: &TrainOptions,
     mut events: impl FnMut(TrainEvent<'_>),
 ) -> Result<TrainSummary> {
@@ -367,7 +395,7 @@ pub fn train_with(
         )));
     }
     let val = build_val(&config, split.val)?;
-    let state_of = |step: u64, best: Option<BestScore>| TrainState {
+    let state_of = |config: &ExperimentConfig, step: u64, best: Option<BestScore>| TrainState {
         step,
         experiment: config.clone(),
         network: network.clone(),
@@ -389,10 +417,14 @@ pub fn train_with(
         run.truncate_logs(start)?;
     } else {
         run.clear_logs();
-        let json =
-            serde_json::to_string_pretty(&config).map_err(|e| Error::Config(e.to_string()))?;
-        crate::base::atomic::write_bytes(&run.config(), json.as_bytes())?;
     }
+    // the run's configuration as it runs now (a resumed run may have another length)
+    let write_config = |config: &ExperimentConfig| {
+        let json =
+            serde_json::to_string_pretty(config).map_err(|e| Error::Config(e.to_string()))?;
+        crate::base::atomic::write_bytes(&run.config(), json.as_bytes())
+    };
+    write_config(&config)?;
     events(TrainEvent::Started {
         from: start,
         to: config.steps,
@@ -410,8 +442,11 @@ pub fn train_with(
         best,
         images_per_second: 0.0,
         time_limited: false,
+        steps: config.steps,
     };
     let started = Instant::now();
+    // when the last steps of this call ended, to measure the pace (`fit_cooldown`)
+    let mut ends: VecDeque<Instant> = VecDeque::with_capacity(PACE_STEPS + 1);
     let mut iter = None;
     let mut iter_epoch = u64::MAX;
     let mut train_secs = 0.0f64;
@@ -483,6 +518,23 @@ pub fn train_with(
         };
         run.append_train(&row)?;
         events(TrainEvent::Step(&row));
+        ends.push_back(Instant::now());
+        if ends.len() > PACE_STEPS {
+            ends.pop_front();
+        }
+        if opts.fit_cooldown
+            && let Some(steps) =
+                fitted_steps(&config, step, step - start, opts.time_limit, started, &ends)
+        {
+            let planned = std::mem::replace(&mut config.steps, steps);
+            write_config(&config)?;
+            summary.steps = steps;
+            events(TrainEvent::CooldownBroughtForward {
+                step,
+                steps,
+                planned,
+            });
+        }
         let out_of_time = opts.time_limit.is_some_and(|t| started.elapsed() >= t);
         if out_of_time && step < config.steps {
             summary.time_limited = true;
@@ -503,7 +555,7 @@ pub fn train_with(
                 });
                 checkpoint::save(
                     &run.best_checkpoint(),
-                    &state_of(step, best),
+                    &state_of(&config, step, best),
                     &model,
                     &optim,
                     ema.as_ref(),
@@ -518,7 +570,13 @@ pub fn train_with(
         }
         if every(config.checkpoint_interval) || last {
             let path = run.checkpoint(step);
-            checkpoint::save(&path, &state_of(step, best), &model, &optim, ema.as_ref())?;
+            checkpoint::save(
+                &path,
+                &state_of(&config, step, best),
+                &model,
+                &optim,
+                ema.as_ref(),
+            )?;
             run.rotate_checkpoints(config.keep_last);
             events(TrainEvent::Checkpoint { path: &path, step });
         }
@@ -549,7 +607,122 @@ pub fn train_with(
     Ok(summary)
 }
 
+/// Steps whose pace `fit_cooldown` measures (and at least how many it waits for).
+const PACE_STEPS: usize = 50;
+const PACE_MIN_STEPS: usize = 10;
+
+/// The shortened schedule length when the run, `step` steps done in its constant phase
+/// (`done` of them by this call, which `started`), must start cooling down now to end within
+/// `limit`, else `None` (`TrainOptions::fit_cooldown`). The pace is the faster of the last
+/// steps' (`ends`: when they ended, oldest first) and the whole call's, so that neither the
+/// call's start-up nor a passing slowdown (a build beside a low-priority run) brings the
+/// cool-down forward, which cannot be undone; each counts everything between steps,
+/// checkpoints and validations included. A 2% margin is added.
+fn fitted_steps(
+    config: &ExperimentConfig,
+    step: u64,
+    done: u64,
+    limit: Option<Duration>,
+    started: Instant,
+    ends: &VecDeque<Instant>,
+) -> Option<u64> {
+    let limit = limit?;
+    let in_constant_phase =
+        step >= config.schedule.warmup_steps && config.cooldown_start().is_some_and(|b| step < b);
+    if !in_constant_phase || ends.len() < PACE_MIN_STEPS || done == 0 {
+        return None;
+    }
+    let (first, last) = (ends.front()?, ends.back()?);
+    let recent = last.duration_since(*first).as_secs_f64() / (ends.len() - 1) as f64;
+    let whole = last.duration_since(started).as_secs_f64() / done as f64;
+    let pace = recent.min(whole);
+    let steps = config.steps_cooling_from(step)?;
+    let left = limit.as_secs_f64() - last.duration_since(started).as_secs_f64();
+    (steps < config.steps && (steps - step) as f64 * pace * 1.02 >= left).then_some(steps)
+}
+
 /// Checkpoint files `ckpt-STEP.ckpt` in `dir`, newest first.
 pub fn list_checkpoints(dir: &Path) -> Vec<(u64, PathBuf)> {
     super::run_dir::list_checkpoints(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 100 steps, 10 of warm-up, the last 20% cooling down (from step 80).
+    fn config() -> ExperimentConfig {
+        serde_json::from_str(
+            r#"{"model": "dppd-small", "steps": 100, "batch_size": 4, "patch_size": 64,
+                "schedule": {"warmup_steps": 10, "cooldown": 0.2}}"#,
+        )
+        .unwrap()
+    }
+
+    /// The ends of `n` steps one second apart, the last `elapsed` seconds after `started`.
+    fn ends(started: Instant, n: usize, elapsed: u64) -> VecDeque<Instant> {
+        let last = started + Duration::from_secs(elapsed);
+        (0..n)
+            .map(|i| last - Duration::from_secs((n - 1 - i) as u64))
+            .collect()
+    }
+
+    #[test]
+    fn the_cooldown_comes_forward_only_when_the_rest_would_not_fit_in_the_time() {
+        let c = config();
+        let t0 = Instant::now();
+        let limit = Some(Duration::from_secs(100));
+        // at one second a step, 40 steps done in 40 s: the shortened run (50 steps) needs 10 s
+        // more, the planned one 60 s; 60 s are left, so nothing changes
+        assert_eq!(fitted_steps(&c, 40, 40, limit, t0, &ends(t0, 40, 40)), None);
+        // 40 steps in 90 s (a slow start, then one second a step): 10 s left, the shortened
+        // run's 10 steps with the margin do not fit: cool down now, over 50 steps in all
+        assert_eq!(
+            fitted_steps(&c, 40, 40, limit, t0, &ends(t0, 40, 90)),
+            Some(50)
+        );
+        // one step earlier in the same position (39 steps, 89 s): 11 s left for 10 steps
+        // (10.2 with the margin), so not yet; the next step decides
+        assert_eq!(fitted_steps(&c, 39, 39, limit, t0, &ends(t0, 39, 89)), None);
+        // the pace is that of the steps measured, not of the whole call: after the same
+        // 90 s, steps of a tenth of a second leave time for more of the constant phase
+        let fast: VecDeque<Instant> = (0..40)
+            .map(|i| t0 + Duration::from_millis(86_000 + 100 * i))
+            .collect();
+        assert_eq!(fitted_steps(&c, 40, 40, limit, t0, &fast), None);
+        // nor does a passing slowdown: 60 steps in 70 s, the last ten of them 4 s each (a
+        // build beside the run), 30 s left; the run shortened now has 15 steps to go, 61 s at
+        // the last steps' pace, 18 s at the whole call's
+        let slowed: VecDeque<Instant> = (0..10)
+            .map(|i| t0 + Duration::from_secs(34 + 4 * i))
+            .collect();
+        assert_eq!(fitted_steps(&c, 60, 60, limit, t0, &slowed), None);
+        // unless the call is slow as a whole (20 steps of a resumed run in the same 70 s)
+        assert_eq!(fitted_steps(&c, 60, 20, limit, t0, &slowed), Some(75));
+    }
+
+    #[test]
+    fn the_cooldown_does_not_move_outside_the_constant_phase_or_without_a_measure() {
+        let c = config();
+        let t0 = Instant::now();
+        let limit = Some(Duration::from_secs(100));
+        let late = |n| ends(t0, n, 99);
+        // in the warm-up, in the cool-down already, or with fewer than ten steps measured
+        assert_eq!(fitted_steps(&c, 5, 5, limit, t0, &late(5)), None);
+        assert_eq!(fitted_steps(&c, 9, 9, limit, t0, &late(9)), None);
+        assert_eq!(fitted_steps(&c, 80, 80, limit, t0, &late(50)), None);
+        assert_eq!(fitted_steps(&c, 90, 90, limit, t0, &late(50)), None);
+        assert_eq!(fitted_steps(&c, 30, 30, limit, t0, &late(9)), None);
+        assert_eq!(fitted_steps(&c, 30, 30, limit, t0, &late(10)), Some(37));
+        // without a time limit, or without a cool-down
+        assert_eq!(fitted_steps(&c, 30, 30, None, t0, &late(50)), None);
+        let mut cosine = config();
+        cosine.schedule.cooldown = None;
+        assert_eq!(fitted_steps(&cosine, 30, 30, limit, t0, &late(50)), None);
+        // past the limit already (the time limit ends the run; shortening is still right)
+        assert_eq!(
+            fitted_steps(&c, 30, 30, limit, t0, &ends(t0, 20, 120)),
+            Some(37)
+        );
+    }
 }
