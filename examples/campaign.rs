@@ -625,7 +625,7 @@ fn run(a: Args) -> Result<()> {
     }
     if let Some(n) = reconsider {
         let last = state.stretches.last().map_or(0, |s| s.number);
-        let Some(stretch) = state.stretches.last().filter(|s| s.number == n).cloned() else {
+        let Some(mut stretch) = state.stretches.last().filter(|s| s.number == n).cloned() else {
             return Err(Error::Config(format!(
                 "--reconsider {n}: only the last stretch ({last}) can be reconsidered: the \
                  weights in use must be those it was compared with"
@@ -643,7 +643,6 @@ fn run(a: Args) -> Result<()> {
             )));
         }
         // the candidate under this build's rule: with a moving average, chosen again
-        let mut stretch = stretch;
         if let Some(e) = &mut stretch.ema {
             e.chose_average = choose_average(&e.average, &e.trained, &current);
             stretch.scores = if e.chose_average {
@@ -700,8 +699,9 @@ fn run(a: Args) -> Result<()> {
     let number = state.stretches.len() as u64 + 1;
     let run_dir = runs.join(format!("stretch-{number:03}"));
     let mut exp = if resume {
-        let file = RunDir::new(&run_dir).config();
-        if !file.exists() || RunDir::new(&run_dir).list_checkpoints().is_empty() {
+        let run = RunDir::new(&run_dir);
+        let file = run.config();
+        if !file.exists() || run.list_checkpoints().is_empty() {
             return Err(Error::Config(format!(
                 "--resume: no interrupted stretch {number} to continue ({} holds no run \
                  configuration and checkpoint; the state file records {} stretches)",
@@ -745,7 +745,7 @@ fn run(a: Args) -> Result<()> {
             return Err(Error::Config("the probe used up --minutes".into()));
         }
     }
-    if let Some(b) = batch.filter(|_| !resume) {
+    if let Some(b) = batch {
         exp.batch_size = b;
         exp.optimizer.lr *= (b as f64 / configured_batch as f64).sqrt();
     }

@@ -76,8 +76,7 @@ pub struct TrainOptions {
     /// With [`Self::time_limit`] and a cool-down (`schedule.cooldown`): when, at the run's
     /// pace (the faster of its last 50 steps' and the whole call's, so that a passing
     /// slowdown does not decide), the rest of the schedule would not end within the time
-    /// limit, start
-    /// the cool-down early, so that the run ends with its cool-down complete instead of being
+    /// limit, start the cool-down early, so that the run ends with its cool-down complete instead of being
     /// cut in the middle of it. The schedule is then shortened to the length whose cool-down
     /// (still the configured share of the steps) starts now
     /// ([`ExperimentConfig::steps_cooling_from`]), the run folder's `config.json` records the
@@ -518,9 +517,11 @@ pub fn train_with(
         };
         run.append_train(&row)?;
         events(TrainEvent::Step(&row));
-        ends.push_back(Instant::now());
-        if ends.len() > PACE_STEPS {
-            ends.pop_front();
+        if opts.fit_cooldown {
+            ends.push_back(Instant::now());
+            if ends.len() > PACE_STEPS {
+                ends.pop_front();
+            }
         }
         if opts.fit_cooldown
             && let Some(steps) =
