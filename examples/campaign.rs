@@ -34,21 +34,21 @@
 //!   schedule it planned (or `--steps`), for at most `--minutes`; then evaluate and decide
 //!   as usual.
 //!
-//! Each stretch starts from `--weights` (deepened first when the configuration's network has
-//! more blocks per level than theirs: `Restorer::grown`) with a fresh optimiser, a seed of its
-//! own (the stretch number, so that every stretch sees other crops and degradations) and its
-//! own warm-up and decay. With a cool-down in the configuration (`schedule.cooldown`: the
-//! rate stays at its peak, then cools down over the stretch's last steps), the weights where
-//! the cool-down started are the stretch's *branch*, kept as `RUNS/branch.bpk` and recorded in
-//! the state file by hash; the next stretch continues from the branch instead, at the peak
-//! rate, so no stretch climbs back from cooled-down weights (a stretch whose branch file is
-//! missing or another starts from `--weights`, and says so). When the configuration keeps a moving average of the weights
-//! (`ema`), both the average and the optimiser's own weights are evaluated and the one with
-//! the higher mean PSNR is the candidate. The candidate replaces `--weights` when its mean
-//! held-out PSNR over the degraded tasks is higher, its mean SSIM over them not lower, and it
-//! classifies as many held-out photographs right, clean ones included (`restores_better`). Every stretch, accepted
-//! or not, is recorded in the state file with its scores: that file is the campaign's learning
-//! curve.
+//! Each stretch starts from `--weights` (deepened first when the configuration's network has more
+//! blocks per level than theirs: `Restorer::grown`) with a fresh optimiser, a seed of its own (the
+//! stretch number, so that every stretch sees other crops and degradations) and its own warm-up and
+//! decay. With a cool-down in the configuration (`schedule.cooldown`: the rate stays at its peak,
+//! then cools down over the stretch's last steps), the weights where the cool-down started are the
+//! stretch's *branch*, kept as `RUNS/branch.bpk` and recorded in the state file by hash; the next
+//! stretch continues from the branch instead, at the peak rate, so no stretch climbs back from
+//! cooled-down weights (a stretch whose branch file is missing or another starts from `--weights`,
+//! and says so). When the configuration keeps a moving average of the weights (`ema`), both the
+//! average and the optimiser's own weights are evaluated, and the candidate is the one the rule
+//! below accepts when only one is, else the one with the higher mean PSNR over the degraded tasks
+//! (`choose_average`). The candidate replaces `--weights` when its mean held-out PSNR over the
+//! degraded tasks is higher, its mean SSIM over them not lower, and it classifies as many held-out
+//! photographs right, clean ones included (`restores_better`). Every stretch, accepted or not, is
+//! recorded in the state file with its scores: that file is the campaign's learning curve.
 
 mod common;
 
