@@ -1033,6 +1033,140 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A tiny campaign in `dir`: two training photographs and one held-out one (64×56), the
+    /// small preset trained on 32² crops in batches of 2 with a moving average and a
+    /// cool-down, its initial weights, and an empty state file. Returns the arguments every
+    /// call passes (`--config`, `--weights`, `--state`, `--data`, `--runs`).
+    fn tiny_campaign(dir: &Path) -> Vec<String> {
+        use dppd::data::{Image, write_image};
+        for (k, rel) in ["train/p0.png", "train/p1.png", "zz-heldout/h0.png"]
+            .iter()
+            .enumerate()
+        {
+            let (w, h) = (64, 56);
+            let data: Vec<f32> = (0..3 * w * h)
+                .map(|i| {
+                    let (c, y, x) = (i / (w * h), i / w % h, i % w);
+                    ((x * (k + 2) + y * 3 + c * 40) % 64) as f32 / 80.0
+                        + 0.1 * ((x / 8 + y / 8 + k) % 2) as f32
+                })
+                .collect();
+            let path = dir.join("data").join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            write_image(&path, &Image::from_planar(w, h, data).unwrap()).unwrap();
+        }
+        let config = dir.join("campaign.json");
+        std::fs::write(
+            &config,
+            r#"{"model": {"preset": "dppd-small", "degradations": ["noise", "rain", "haze", "clean"]},
+                "data": {"tasks": ["denoise_25", "derain", "dehaze", "clean"], "val_holdout": 1,
+                         "val_patch": 32, "val_crops": 1, "workers": 1},
+                "schedule": {"warmup_steps": 1, "cooldown": 0.5}, "ema": {"decay": 0.9},
+                "steps": 4, "batch_size": 2, "patch_size": 32, "val_interval": 0,
+                "checkpoint_interval": 2, "keep_last": 1, "log_interval": 100}"#,
+        )
+        .unwrap();
+        let exp = ExperimentConfig::load(&config).unwrap();
+        let weights = dir.join("default.bpk");
+        exp.model
+            .resolve()
+            .unwrap()
+            .init(&device_from_name("flex").unwrap())
+            .save(&weights)
+            .unwrap();
+        let state = dir.join("state.json");
+        std::fs::write(
+            &state,
+            r#"{"images_seen": 0, "current": null, "stretches": [], "branch": null}"#,
+        )
+        .unwrap();
+        [
+            ("--config", config),
+            ("--weights", weights),
+            ("--state", state),
+            ("--data", dir.join("data")),
+            ("--runs", dir.join("runs")),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_string(), v.display().to_string()])
+        .collect()
+    }
+
+    fn campaign(common: &[String], more: &[&str]) -> Result<()> {
+        let args = std::iter::once("campaign")
+            .chain(common.iter().map(String::as_str))
+            .chain(more.iter().copied());
+        run(Args::parse_from(args))
+    }
+
+    fn read_state(dir: &Path) -> State {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap()
+    }
+
+    /// The path a session takes when it ends mid-stretch: the stretch's run folder holds
+    /// checkpoints, the state file does not know the stretch; `--resume` continues it from its
+    /// newest checkpoint (here with a longer schedule), and records it once, with all its
+    /// steps.
+    #[test]
+    fn an_interrupted_stretch_is_resumed_and_recorded_once() {
+        let dir = std::env::temp_dir().join(format!("dppd-campaign-resume-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let common = tiny_campaign(&dir);
+        // nothing to resume yet
+        let err = campaign(&common, &["--resume", "--minutes", "5"]).unwrap_err();
+        assert!(
+            err.to_string().contains("no interrupted stretch 1"),
+            "{err}"
+        );
+
+        // stretch 1, 4 steps; then the session "ends" before it is recorded: the state file
+        // and the weights as they were before it
+        let (state_before, weights_before) = (
+            std::fs::read(dir.join("state.json")).unwrap(),
+            std::fs::read(dir.join("default.bpk")).unwrap(),
+        );
+        campaign(&common, &["--minutes", "5", "--steps", "4"]).unwrap();
+        let run = dir.join("runs/stretch-001");
+        assert_eq!(
+            RunDir::new(&run).list_checkpoints().last().map(|c| c.0),
+            Some(4)
+        );
+        std::fs::write(dir.join("state.json"), &state_before).unwrap();
+        std::fs::write(dir.join("default.bpk"), &weights_before).unwrap();
+
+        campaign(&common, &["--resume", "--steps", "6", "--minutes", "5"]).unwrap();
+        let state = read_state(&dir);
+        assert_eq!(state.stretches.len(), 1, "recorded once");
+        let s = &state.stretches[0];
+        assert_eq!((s.number, s.steps_planned, s.steps_done), (1, 6, 6));
+        assert_eq!(
+            s.images, 12,
+            "all its steps, those before the interruption too"
+        );
+        assert_eq!(s.crops_before, Some(0));
+        let expected_seen = if s.accepted { 12 } else { 0 };
+        assert_eq!(
+            (s.images_seen, state.images_seen),
+            (expected_seen, expected_seen)
+        );
+        // the training log goes on from step 4: no step logged twice, none restarted at 1
+        let csv = std::fs::read_to_string(run.join("train.csv")).unwrap();
+        let steps: Vec<u64> = csv
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split(',').next()?.parse().ok())
+            .collect();
+        assert_eq!(steps, (1..=6).collect::<Vec<_>>(), "{csv}");
+        // the stretch is recorded now: there is nothing left to resume
+        let err = campaign(&common, &["--resume", "--minutes", "5"]).unwrap_err();
+        assert!(
+            err.to_string().contains("no interrupted stretch 2"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn the_held_out_fingerprint_covers_the_files_and_the_synthesis() {
         use dppd::degrade::Quantization;
