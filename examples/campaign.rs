@@ -1128,10 +1128,12 @@ mod tests {
         );
         campaign(&common, &["--minutes", "5", "--steps", "4"]).unwrap();
         let run = dir.join("runs/stretch-001");
-        assert_eq!(
-            RunDir::new(&run).list_checkpoints().last().map(|c| c.0),
-            Some(4)
-        );
+        let kept: Vec<u64> = RunDir::new(&run)
+            .list_checkpoints()
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
+        assert_eq!(kept, [4], "the newest checkpoint only (keep_last 1)");
         std::fs::write(dir.join("state.json"), &state_before).unwrap();
         std::fs::write(dir.join("default.bpk"), &weights_before).unwrap();
 

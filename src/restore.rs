@@ -58,9 +58,8 @@ pub struct RestoreOptions {
     /// more restoration (8 views take 8 times as long) and about the same memory; with the
     /// built-in weights 8 views gain 0.2–0.3 dB on noise and 0.9 dB on rain, and on haze
     /// 0.01 of SSIM for 0.1 dB of PSNR (the README's table, `docs/performance.md`). A whole
-    /// image's degradation is then predicted
-    /// from the probabilities averaged over the views; a tiled image's is predicted once, on
-    /// its centre crop, as without the ensemble. With
+    /// image's degradation is then predicted from the probabilities averaged over the views; a
+    /// tiled image's is predicted once, on its centre crop, as without the ensemble. With
     /// [`samples`](Self::samples) `> 1` every view is sampled that often and
     /// [`Restoration::uncertainty`] is the mean of the views' standard deviations.
     pub ensemble: usize,

@@ -522,19 +522,18 @@ pub fn train_with(
             if ends.len() > PACE_STEPS {
                 ends.pop_front();
             }
-        }
-        if opts.fit_cooldown
-            && let Some(steps) =
+            if let Some(steps) =
                 fitted_steps(&config, step, step - start, opts.time_limit, started, &ends)
-        {
-            let planned = std::mem::replace(&mut config.steps, steps);
-            write_config(&config)?;
-            summary.steps = steps;
-            events(TrainEvent::CooldownBroughtForward {
-                step,
-                steps,
-                planned,
-            });
+            {
+                let planned = std::mem::replace(&mut config.steps, steps);
+                write_config(&config)?;
+                summary.steps = steps;
+                events(TrainEvent::CooldownBroughtForward {
+                    step,
+                    steps,
+                    planned,
+                });
+            }
         }
         let out_of_time = opts.time_limit.is_some_and(|t| started.elapsed() >= t);
         if out_of_time && step < config.steps {
